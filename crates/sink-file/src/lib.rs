@@ -90,7 +90,6 @@
 //! (`spawn_blocking`), so they must be called within a Tokio runtime.
 
 mod fsops;
-mod manifest;
 
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -103,7 +102,7 @@ use connectly_sink::{Delivered, RunData, RunInfo, Sink, SinkError, layout};
 use time::OffsetDateTime;
 
 use crate::fsops::{CopyError, Digested, TempFile, copy_hashed, is_temp_of, sync_dir};
-pub use crate::manifest::{MANIFEST_FORMAT_VERSION, Manifest};
+pub use connectly_sink::{MANIFEST_FORMAT_VERSION, Manifest};
 
 /// Locks serialising deliveries of the same run; runs hash onto one of them.
 const LOCK_STRIPES: usize = 64;
@@ -444,7 +443,7 @@ impl Inner {
     /// The run's manifest: `None` when absent, `Some(Err)` when it does not parse.
     fn read_manifest(&self, paths: &RunPaths) -> Result<Option<Result<Manifest, serde_json::Error>>, SinkError> {
         match fs::read(&paths.manifest) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes))),
+            Ok(bytes) => Ok(Some(Manifest::from_json(&bytes))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io_error(format!("reading the manifest {}", self.at(&paths.manifest_key)), e)),
         }
@@ -528,8 +527,7 @@ impl Inner {
     /// Publishes the manifest: the run's commit marker.
     fn publish_manifest(&self, paths: &RunPaths, manifest: &Manifest) -> Result<(), SinkError> {
         let target = || self.at(&paths.manifest_key);
-        let mut json = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| self.permanent(format!("serialising {}", target())).with_source(e))?;
+        let mut json = manifest.to_json();
         json.push(b'\n');
         let (temp, mut file) = TempFile::create(&paths.dir, &paths.manifest_name)
             .map_err(|e| self.io_error(format!("creating a temporary file for {}", target()), e))?;

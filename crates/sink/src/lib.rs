@@ -28,6 +28,7 @@
 pub mod conformance;
 mod error;
 pub mod layout;
+mod manifest;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 use connectly_model::{BusinessId, OffsetDateTime, ReportId, ReportType, RunId};
 
 pub use error::{BoxError, SinkError};
+pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest};
 
 /// Which run a sink receives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,21 +1,22 @@
-//! The manifest written beside each run's CSV: the run's commit marker.
+//! The manifest written beside each run's data by file and object sinks: the run's
+//! commit marker, one format for every sink that stores files or objects.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use connectly_sink::{RunData, RunInfo};
+use crate::{RunData, RunInfo};
 
-/// The manifest format this crate writes (`format_version`).
+/// The manifest format written by this version (`format_version`).
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
-/// The content of `<run id>.manifest.json` (see the crate docs).
+/// The content of `<run id>.manifest.json` ([`crate::layout::manifest_key`]).
 ///
 /// A run is delivered exactly when its manifest exists, names the run's SHA-256, and
 /// the data file it names exists with `bytes` bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// The manifest format, [`MANIFEST_FORMAT_VERSION`] when written by this crate.
+    /// The manifest format, [`MANIFEST_FORMAT_VERSION`] when written by this version.
     pub format_version: u32,
     /// The business the report belongs to, as the vendor spelled it.
     pub business_id: String,
@@ -43,7 +44,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// The manifest for `run`, whose content `data` was verified to be `sha256`.
-    pub(crate) fn new(
+    pub fn new(
         run: &RunInfo,
         data: &RunData,
         sha256: String,
@@ -64,5 +65,16 @@ impl Manifest {
             sha256,
             delivered_at: delivered_at.format(&Rfc3339)?,
         })
+    }
+
+    /// The manifest as pretty-printed JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a manifest.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 }
