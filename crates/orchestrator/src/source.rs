@@ -13,7 +13,7 @@ pub trait Source: Send + Sync {
     async fn list_reports(
         &self,
         business: &BusinessId,
-        report_type: Option<&ReportType>,
+        report_type: Option<ReportType>,
     ) -> Result<Vec<Report>, ClientError>;
 
     /// Downloads a run's CSV to `dest`, complete or not at all.
@@ -25,9 +25,9 @@ impl Source for ReportsClient {
     async fn list_reports(
         &self,
         business: &BusinessId,
-        report_type: Option<&ReportType>,
+        report_type: Option<ReportType>,
     ) -> Result<Vec<Report>, ClientError> {
-        ReportsClient::list_reports(self, business, report_type).await
+        ReportsClient::list_reports(self, business, report_type.as_ref()).await
     }
 
     async fn download(&self, url: &SignedUrl, dest: &Path) -> Result<Download, ClientError> {

@@ -89,7 +89,7 @@ impl Syncer {
 
         // One list request per sync: the API's filter when one type is asked for,
         // otherwise every report, filtered here.
-        let filter = if types.len() == 1 { types.first() } else { None };
+        let filter = if types.len() == 1 { types.first().cloned() } else { None };
         let reports = self.source.list_reports(business, filter).await?;
         let mut summary = SyncReport {
             list_requests: 1,
@@ -432,5 +432,336 @@ fn run_info(run: &LedgerRun, now: OffsetDateTime) -> RunInfo {
         report_type: run.report_type.clone(),
         run_id: run.run_id.clone(),
         completed_at: run.completed_at.unwrap_or(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The orchestrator's decisions, with a mocked source and mocked sinks. The real
+    //! client, sinks and binary are exercised end to end in `tests/`.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use connectly_client::{ClientError, Download, StatusCode};
+    use connectly_model::{Report, ReportType, Run, RunResult, RunStatus, SignedUrl};
+    use connectly_sink::{Delivered, RunData, RunInfo, Sink, SinkError};
+    use mockall::predicate::eq;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::source::MockSource;
+
+    mockall::mock! {
+        pub Dest {}
+        #[async_trait]
+        impl Sink for Dest {
+            fn name(&self) -> &str;
+            async fn holds(&self, run: &RunInfo, sha256: &str) -> Result<bool, SinkError>;
+            async fn deliver(&self, run: &RunInfo, data: &RunData) -> Result<Delivered, SinkError>;
+        }
+    }
+
+    const CSV: &str = "date,channel\n2025-04-30,whatsapp\n2025-05-01,sms\n";
+
+    fn report(id: &str, report_type: &str, run: &str, status: RunStatus) -> Report {
+        Report {
+            id: id.into(),
+            name: format!("Report {id}"),
+            report_type: report_type.into(),
+            last_run: Some(Run {
+                id: run.into(),
+                status,
+                result: Some(RunResult {
+                    url: Some(SignedUrl::new(format!("https://files.example/{run}?sig=x"))),
+                    expires_at: None,
+                    created_at: None,
+                }),
+            }),
+        }
+    }
+
+    fn downloads_csv(source: &mut MockSource, times: usize) {
+        source.expect_download().times(times).returning(|_, dest: &Path| {
+            std::fs::write(dest, CSV).unwrap();
+            Ok(Download {
+                bytes: CSV.len() as u64,
+                sha256: hex::encode(Sha256::digest(CSV)),
+            })
+        });
+    }
+
+    fn sink(name: &'static str) -> MockDest {
+        let mut sink = MockDest::new();
+        sink.expect_name().return_const(name.to_owned());
+        sink
+    }
+
+    fn delivers(sink: &mut MockDest, times: usize) {
+        sink.expect_holds().times(times).returning(|_, _| Ok(false));
+        sink.expect_deliver().times(times).returning(|run, data| {
+            assert_eq!(data.rows, 2, "the orchestrator counts rows before delivery");
+            assert_eq!(std::fs::read_to_string(&data.path).unwrap(), CSV);
+            Ok(Delivered {
+                location: format!("somewhere/{}", run.run_id),
+                already_present: false,
+            })
+        });
+    }
+
+    fn syncer(source: MockSource, sinks: Vec<MockDest>, state: &Path, types: &[&str]) -> Syncer {
+        let sinks = sinks.into_iter().map(|s| Arc::new(s) as Arc<dyn Sink>).collect();
+        let options = SyncOptions::new("biz".into(), state.to_path_buf())
+            .with_report_types(types.iter().map(|t| ReportType::new(*t)).collect());
+        Syncer::new(Arc::new(source), sinks, options)
+    }
+
+    #[tokio::test]
+    async fn runs_that_are_not_completed_are_neither_downloaded_nor_delivered() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source.expect_list_reports().times(1).returning(|_, _| {
+            Ok(vec![
+                report("a", "t", "r1", RunStatus::Processing),
+                report("b", "t", "r2", RunStatus::Failed),
+                report("c", "t", "r3", RunStatus::Other("archived".into())),
+            ])
+        });
+        source.expect_download().never();
+        let mut dest = sink("dest");
+        dest.expect_deliver().never();
+        dest.expect_holds().never();
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(report.is_ok());
+        let actions: Vec<_> = report.reports.iter().map(|r| r.action.clone()).collect();
+        assert_eq!(
+            actions,
+            [
+                RunAction::Skipped {
+                    status: "processing".into()
+                },
+                RunAction::Skipped {
+                    status: "failed".into()
+                },
+                RunAction::Skipped {
+                    status: "archived".into()
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delivered_run_is_not_downloaded_again() {
+        let state = tempfile::tempdir().unwrap();
+        for round in 0..2 {
+            let mut source = MockSource::new();
+            source
+                .expect_list_reports()
+                .times(1)
+                .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+            downloads_csv(&mut source, if round == 0 { 1 } else { 0 });
+            let mut dest = sink("dest");
+            delivers(&mut dest, if round == 0 { 1 } else { 0 });
+            let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+            let want = if round == 0 {
+                RunAction::Delivered
+            } else {
+                RunAction::UpToDate
+            };
+            assert_eq!(report.reports[0].action, want, "round {round}");
+        }
+        // The spool is empty once every sink has the run.
+        assert_eq!(std::fs::read_dir(state.path().join("spool/biz/a")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_type_uses_the_api_filter_and_several_are_filtered_locally() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .with(eq(BusinessId::new("biz")), eq(Some(ReportType::new("t1"))))
+            .times(1)
+            .returning(|_, _| Ok(vec![report("a", "t1", "r1", RunStatus::Processing)]));
+        syncer(source, vec![], state.path(), &["t1"]).run().await.unwrap();
+
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .withf(|_, filter| filter.is_none())
+            .times(1)
+            .returning(|_, _| {
+                Ok(vec![
+                    report("a", "t1", "r1", RunStatus::Processing),
+                    report("b", "t2", "r2", RunStatus::Processing),
+                    report("c", "t3", "r3", RunStatus::Processing),
+                ])
+            });
+        let report = syncer(source, vec![], state.path(), &["t1", "t3"]).run().await.unwrap();
+        let ids: Vec<_> = report.reports.iter().map(|r| r.report_id.to_string()).collect();
+        assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_already_holds_the_run_is_recorded_without_redelivery() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        downloads_csv(&mut source, 1);
+        let mut dest = sink("dest");
+        dest.expect_holds().times(1).returning(|_, _| Ok(true));
+        dest.expect_deliver().never();
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(matches!(
+            &report.reports[0].sinks[0],
+            SinkOutcome::Delivered {
+                already_present: true,
+                ..
+            }
+        ));
+        let ledger = Ledger::open(state.path()).unwrap();
+        let deliveries = ledger.deliveries(&"biz".into(), &"a".into(), &"r1".into()).unwrap();
+        assert_eq!(deliveries[0].state, "delivered");
+    }
+
+    #[tokio::test]
+    async fn a_failed_sink_is_retried_from_the_spool_and_the_others_are_not_asked_again() {
+        let state = tempfile::tempdir().unwrap();
+        // Round 1: `good` takes the run, `flaky` fails.
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        downloads_csv(&mut source, 1);
+        let mut good = sink("good");
+        delivers(&mut good, 1);
+        let mut flaky = sink("flaky");
+        flaky.expect_holds().returning(|_, _| Ok(false));
+        flaky
+            .expect_deliver()
+            .times(1)
+            .returning(|_, _| Err(SinkError::retriable("flaky", "store is busy")));
+        let outcome = syncer(source, vec![good, flaky], state.path(), &[])
+            .run()
+            .await
+            .unwrap();
+        assert!(!outcome.is_ok());
+        assert!(matches!(
+            &outcome.reports[0].sinks[1],
+            SinkOutcome::Failed { retriable: true, .. }
+        ));
+
+        // Round 2: no download, `good` untouched, `flaky` gets the spooled run.
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        source.expect_download().never();
+        let mut good = sink("good");
+        good.expect_holds().never();
+        good.expect_deliver().never();
+        let mut flaky = sink("flaky");
+        delivers(&mut flaky, 1);
+        let outcome = syncer(source, vec![good, flaky], state.path(), &[])
+            .run()
+            .await
+            .unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(
+            outcome.reports[0].sinks,
+            [
+                SinkOutcome::AlreadyDelivered { sink: "good".into() },
+                SinkOutcome::Delivered {
+                    sink: "flaky".into(),
+                    location: "somewhere/r1".into(),
+                    already_present: false
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_download_reaches_no_sink_and_fails_the_sync() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        source.expect_download().times(1).returning(|_, _| {
+            Err(ClientError::Server {
+                op: "downloading".into(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: None,
+                body_excerpt: String::new(),
+            })
+        });
+        let mut dest = sink("dest");
+        dest.expect_holds().never();
+        dest.expect_deliver().never();
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(!report.is_ok());
+        let RunAction::Failed { error } = &report.reports[0].action else {
+            panic!("{report:?}")
+        };
+        assert!(
+            error.contains("run r1 of report a") && error.contains("temporary"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_fails_the_whole_sync() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source.expect_list_reports().returning(|business, _| {
+            Err(ClientError::NotFound {
+                business: business.clone(),
+            })
+        });
+        let err = syncer(source, vec![], state.path(), &[]).run().await.unwrap_err();
+        assert!(!err.is_temporary());
+        assert!(err.to_string().contains("biz"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_same_sink_twice_is_refused() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source.expect_list_reports().never();
+        let err = syncer(source, vec![sink("x"), sink("x")], state.path(), &[])
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Options(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn completed_at_falls_back_to_first_seen_and_stays_stable() {
+        let state = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let mut source = MockSource::new();
+            source
+                .expect_list_reports()
+                .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+            downloads_csv(&mut source, 1);
+            let mut dest = sink("dest");
+            dest.expect_holds().returning(|_, _| Ok(false));
+            dest.expect_deliver()
+                .times(1)
+                .returning(|_, _| Err(SinkError::permanent("dest", "no")));
+            let syncer = syncer(source, vec![dest], state.path(), &[]);
+            syncer.run().await.unwrap();
+            let ledger = Ledger::open(state.path()).unwrap();
+            seen.push(ledger.runs(&"biz".into()).unwrap()[0].completed_at);
+            // Remove the spool so the next round downloads again.
+            std::fs::remove_dir_all(state.path().join("spool")).unwrap();
+        }
+        assert!(seen[0].is_some());
+        assert_eq!(seen[0], seen[1]);
     }
 }
