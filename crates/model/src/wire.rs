@@ -81,7 +81,7 @@ fn non_empty<T: From<String>>(what: &'static str, path: String, value: String) -
 
 #[derive(Deserialize)]
 struct ListResponse {
-    data: Vec<ReportWire<RunCamel>>,
+    data: Vec<ReportWire>,
 }
 
 #[derive(Deserialize)]
@@ -90,98 +90,53 @@ struct WebhookPayload {
     #[serde(default)]
     timestamp: Option<Instant>,
     #[serde(default)]
-    report: Option<ReportWire<RunSnake>>,
+    report: Option<ReportWire>,
 }
 
-/// A report; `R` is the run in camelCase or snake_case.
+/// A report. The list API spells run fields in camelCase and webhooks in snake_case;
+/// both spellings are accepted wherever they occur, and decode to the same fields.
 #[derive(Deserialize)]
-#[serde(bound = "R: Deserialize<'de>")]
-struct ReportWire<R> {
+struct ReportWire {
     id: String,
     #[serde(default)]
     name: Option<String>,
     #[serde(rename = "type")]
     report_type: String,
-    #[serde(default, alias = "lastRun", alias = "last_run")]
-    last_run: Option<R>,
+    #[serde(default, alias = "lastRun")]
+    last_run: Option<RunWire>,
 }
 
 #[derive(Deserialize)]
-struct RunCamel {
+struct RunWire {
     id: String,
     status: String,
     #[serde(default)]
-    result: Option<ResultCamel>,
+    result: Option<ResultWire>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ResultCamel {
+struct ResultWire {
     #[serde(default)]
     url: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "expiresAt")]
     expires_at: Option<Instant>,
-    #[serde(default)]
+    #[serde(default, alias = "createdAt")]
     created_at: Option<Instant>,
 }
 
-#[derive(Deserialize)]
-struct RunSnake {
-    id: String,
-    status: String,
-    #[serde(default)]
-    result: Option<ResultSnake>,
-}
-
-#[derive(Deserialize)]
-struct ResultSnake {
-    #[serde(default)]
-    url: Option<String>,
-    #[serde(default)]
-    expires_at: Option<Instant>,
-    #[serde(default)]
-    created_at: Option<Instant>,
-}
-
-/// The parts every run shape has, so one conversion serves both.
-trait RunParts {
-    fn into_parts(self) -> (String, String, Option<RunResult>);
-}
-
-impl RunParts for RunCamel {
-    fn into_parts(self) -> (String, String, Option<RunResult>) {
-        let result = self.result.map(|r| RunResult {
-            url: r.url.filter(|u| !u.is_empty()).map(SignedUrl::new),
-            expires_at: r.expires_at.map(|t| t.0),
-            created_at: r.created_at.map(|t| t.0),
-        });
-        (self.id, self.status, result)
-    }
-}
-
-impl RunParts for RunSnake {
-    fn into_parts(self) -> (String, String, Option<RunResult>) {
-        let result = self.result.map(|r| RunResult {
-            url: r.url.filter(|u| !u.is_empty()).map(SignedUrl::new),
-            expires_at: r.expires_at.map(|t| t.0),
-            created_at: r.created_at.map(|t| t.0),
-        });
-        (self.id, self.status, result)
-    }
-}
-
-impl<R: RunParts> ReportWire<R> {
+impl ReportWire {
     fn into_domain(self, what: &'static str, path: &str) -> Result<Report, ModelError> {
+        let run_key = if what == LIST { "lastRun" } else { "last_run" };
         let last_run = match self.last_run {
-            Some(run) => {
-                let (id, status, result) = run.into_parts();
-                let run_key = if what == LIST { "lastRun" } else { "last_run" };
-                Some(Run {
-                    id: non_empty::<RunId>(what, format!("{path}.{run_key}.id"), id)?,
-                    status: RunStatus::parse(&status),
-                    result,
-                })
-            }
+            Some(run) => Some(Run {
+                id: non_empty::<RunId>(what, format!("{path}.{run_key}.id"), run.id)?,
+                status: RunStatus::parse(&run.status),
+                result: run.result.map(|r| RunResult {
+                    url: r.url.filter(|u| !u.is_empty()).map(SignedUrl::new),
+                    expires_at: r.expires_at.map(|t| t.0),
+                    created_at: r.created_at.map(|t| t.0),
+                }),
+            }),
             None => None,
         };
         Ok(Report {

@@ -93,81 +93,6 @@ CREATE TABLE IF NOT EXISTS campaign_latest (
 );
 "#;
 
-/// Columns each table must have, checked on open so a foreign table of the same name
-/// is reported instead of half-used.
-const REQUIRED: [(&str, &[&str]); 4] = [
-    (
-        "connectly_runs",
-        &[
-            "seq",
-            "business_id",
-            "report_id",
-            "report_name",
-            "report_type",
-            "run_id",
-            "completed_at",
-            "sha256",
-            "bytes",
-            "rows",
-            "table_name",
-            "loaded_at",
-        ],
-    ),
-    ("connectly_tables", &["report_type", "table_name", "created_at"]),
-    (
-        "campaign_rows",
-        &[
-            "id",
-            "run_seq",
-            "report_type",
-            "report_id",
-            "run_id",
-            "row_no",
-            "customer_external_id",
-            "business_id",
-            "campaign_name",
-            "sendout_id",
-            "cnt_session_id",
-            "sent_at",
-            "delivered_at",
-            "read_at",
-            "opt_out_at",
-            "error_code",
-            "error_msg",
-            "button_clicks",
-            "link_clicks",
-            "input_variables",
-            "output_variables",
-            "extra_columns",
-        ],
-    ),
-    (
-        "campaign_latest",
-        &[
-            "sendout_id",
-            "customer_external_id",
-            "business_id",
-            "campaign_name",
-            "cnt_session_id",
-            "sent_at",
-            "delivered_at",
-            "read_at",
-            "opt_out_at",
-            "error_code",
-            "error_msg",
-            "button_clicks",
-            "link_clicks",
-            "input_variables",
-            "output_variables",
-            "extra_columns",
-            "run_seq",
-            "run_id",
-            "report_type",
-            "completed_at",
-            "row_id",
-        ],
-    ),
-];
 
 /// Opens (creating the folder and the file if missing), sets the pragmas and brings
 /// the schema up to date.
@@ -250,8 +175,30 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
     check_columns(conn, path)
 }
 
+/// The tables and columns the DDL creates, read from a scratch in-memory database so
+/// the check below can never drift from the DDL.
+fn expected_tables() -> Result<Vec<(String, Vec<String>)>, Error> {
+    let doing = "building the reference schema in memory";
+    let scratch = Connection::open_in_memory().map_err(Error::sqlite(doing))?;
+    scratch.execute_batch(DDL).map_err(Error::sqlite(doing))?;
+    let mut stmt = scratch
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .map_err(Error::sqlite(doing))?;
+    let tables = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(Error::sqlite(doing))?;
+    tables
+        .into_iter()
+        .map(|t| table_columns(&scratch, &t).map(|cols| (t, cols)))
+        .collect()
+}
+
+/// Fails unless every table the DDL creates exists with all of its columns (a foreign
+/// table of the same name is reported instead of half-used).
 fn check_columns(conn: &Connection, path: &Path) -> Result<(), Error> {
-    for (table, required) in REQUIRED {
+    for (table, required) in expected_tables()? {
+        let table = table.as_str();
         let present = table_columns(conn, table)?;
         if present.is_empty() {
             return Err(Error::Schema(format!(
@@ -259,7 +206,7 @@ fn check_columns(conn: &Connection, path: &Path) -> Result<(), Error> {
                 path.display()
             )));
         }
-        for column in required {
+        for column in &required {
             if !present.iter().any(|p| p.eq_ignore_ascii_case(column)) {
                 return Err(Error::Schema(format!(
                     "table {table} in {} has no column {column}: it was not created by connectly-sync \
