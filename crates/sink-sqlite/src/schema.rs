@@ -93,7 +93,6 @@ CREATE TABLE IF NOT EXISTS campaign_latest (
 );
 "#;
 
-
 /// Opens (creating the folder and the file if missing), sets the pragmas and brings
 /// the schema up to date.
 pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {

@@ -8,7 +8,7 @@
 //! only after that sink said so.
 //!
 //! This crate depends on the API model and almost nothing else, so a third-party sink
-//! crate can afford it. With the `testing` feature it exports [`conformance`], the
+//! crate can afford it. With the `testing` feature it exports the `conformance` module, the
 //! suite every sink must pass.
 //!
 //! # The contract every sink keeps
