@@ -18,7 +18,8 @@ impl SinkRegistry {
         }
     }
 
-    /// The sinks built into connectly-sync: `sqlite:PATH` and `file:DIR`.
+    /// The sinks built into connectly-sync: `sqlite:PATH`, `file:DIR` and, with the
+    /// `s3` feature (on by default), `s3://BUCKET/PREFIX`.
     pub fn with_builtin_sinks() -> Self {
         let mut registry = SinkRegistry::new();
         registry.register(
@@ -35,6 +36,17 @@ impl SinkRegistry {
             |rest| {
                 non_empty(rest, "file:DIR")
                     .map(|dir| Arc::new(connectly_sink_file::FileSink::new(dir)) as Arc<dyn Sink>)
+            },
+        );
+        #[cfg(feature = "s3")]
+        registry.register(
+            "s3",
+            "s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true&checksum=when_required|when_supported&profile=P]\n                \
+             the same layout and manifests in S3 or an S3-compatible store; credentials from the standard AWS chain",
+            |rest| {
+                connectly_sink_s3::S3Sink::from_uri(rest)
+                    .map(|sink| Arc::new(sink) as Arc<dyn Sink>)
+                    .map_err(|e| e.to_string())
             },
         );
         registry
@@ -117,7 +129,7 @@ mod tests {
         );
         let err = r.build("s4://bucket").err().unwrap_or_default();
         assert!(
-            err.contains("unknown sink scheme `s4`") && err.contains("file:, sqlite:"),
+            err.contains("unknown sink scheme `s4`") && err.contains("file:, "),
             "{err}"
         );
         assert!(
@@ -132,5 +144,24 @@ mod tests {
                 .unwrap_or_default()
                 .contains("SCHEME:LOCATION")
         );
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn parses_s3_uris_without_io_or_secrets() {
+        let r = SinkRegistry::with_builtin_sinks();
+        assert_eq!(
+            r.build("s3://bucket/some/prefix?endpoint=http://127.0.0.1:9&region=us-east-1&path_style=true")
+                .map(|s| s.name().to_owned()),
+            Ok("s3://bucket/some/prefix".into())
+        );
+        let err = r.build("s3://KEY:hunter2@bucket").err().unwrap_or_default();
+        assert!(
+            err.contains("credentials are never accepted") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = r.build("s3://bucket?colour=blue").err().unwrap_or_default();
+        assert!(err.contains("unknown option `colour`"), "{err}");
+        assert!(r.help_lines().iter().any(|l| l.starts_with("s3://BUCKET/PREFIX")));
     }
 }
