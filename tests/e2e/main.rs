@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod s3;
 mod sync;
 mod usage;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{tidy, util};
+use crate::{s3server, tidy, util};
 
 /// What a step runs.
 enum Action {
@@ -15,6 +15,8 @@ enum Action {
     Command(Command),
     /// `cargo xtask tidy`, in-process.
     Tidy,
+    /// Install the S3 test server if missing, in-process.
+    S3Server,
 }
 
 /// One named step.
@@ -93,6 +95,10 @@ fn steps() -> Result<Vec<Step>> {
             action: Action::Command(doc),
         },
         cargo_step(&["build", "--workspace", "--locked"])?,
+        Step {
+            name: "S3 test server (moto >= 5.2.5 in target/s3-venv)".to_owned(),
+            action: Action::S3Server,
+        },
         cargo_step(&["test", "--workspace", "--locked"])?,
     ];
     // Each library on its own, with only its own features: catches a crate that compiles
@@ -125,6 +131,7 @@ pub(crate) fn run() -> Result<()> {
         let result = match step.action {
             Action::Command(mut cmd) => util::run(&mut cmd),
             Action::Tidy => tidy::run(),
+            Action::S3Server => s3server::ensure(),
         };
         let took = fmt_duration(step_started.elapsed());
         if let Err(e) = result {

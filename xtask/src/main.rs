@@ -8,6 +8,7 @@
 
 mod ci;
 mod demo;
+mod s3server;
 mod tidy;
 mod util;
 
@@ -23,7 +24,8 @@ commands:
   demo [--out DIR]  build connectly-sync and the vendor stand-in, sync the demo dataset into
                     DIR (default: demo-out/ at the workspace root, recreated each time) and
                     show what landed
-  ci                the project's test command: fmt, clippy, tidy, doc, build, test, and a
+  ci                the project's test command: fmt, clippy, tidy, doc, build, the S3 test
+                    server (moto, installed into target/s3-venv if missing), test, and a
                     check of each library crate on its own
   tidy              architecture checks: crate layering rules and `[lints] workspace = true`";
 
