@@ -126,3 +126,41 @@ fn a_missing_bucket_fails_only_the_s3_sink_with_one_clear_line() {
         daily
     );
 }
+
+#[test]
+fn refused_credentials_and_an_unreachable_endpoint_fail_only_the_s3_sink() {
+    let refusing = TestServer::start_with_auth();
+    let w = World::new();
+    w.campaign("daily", "run-1", "campaign.daily.v1", 10, 1);
+    // A port nothing listens on: bind one, note it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("s3://reports/x?endpoint=http://127.0.0.1:{closed}&region=us-east-1&path_style=true");
+    let refused = refusing.uri("reports", "x");
+    for (uri, sink_name, needle) in [
+        (refused.as_str(), "s3://reports/x", "InvalidAccessKeyId"),
+        (unreachable.as_str(), "s3://reports/x", "could not reach"),
+    ] {
+        let result = sync_with_s3(&w, &refusing, &["file:files", uri], 1);
+        let sinks = &result["reports"][0]["sinks"];
+        assert!(
+            sinks[0]["outcome"] == "delivered" || sinks[0]["outcome"] == "already_delivered",
+            "{result:#}"
+        );
+        assert_eq!(sinks[1]["outcome"], "failed", "{result:#}");
+        let error = sinks[1]["error"].as_str().unwrap();
+        assert!(error.starts_with(sink_name), "{error}");
+        assert!(error.contains(needle), "{error}");
+        assert!(
+            !error.contains('\n') && !error.contains("connectly-test-secret"),
+            "{error}"
+        );
+    }
+    assert!(
+        w.path("files/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")
+            .exists()
+    );
+}
