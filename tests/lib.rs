@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use connectly_vendor_fake::{Config, FakeVendor, campaign_csv_for, custom_csv};
+pub use connectly_vendor_fake::{Config, FakeVendor, Fault, campaign_csv_for, custom_csv};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::macros::datetime;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod resilience;
 mod s3;
 mod sync;
 mod usage;

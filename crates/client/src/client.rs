@@ -9,6 +9,7 @@ use reqwest::{Response, StatusCode, Url};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::excerpt::{body_excerpt, retry_after, sanitize};
+use crate::retry::{Attempt, RetryPolicy, with_retry};
 
 /// The header that carries the API key.
 const API_KEY_HEADER: &str = "x-api-key";
@@ -30,6 +31,7 @@ pub struct ReportsClient {
     base: Url,
     key: HeaderValue,
     list_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl fmt::Debug for ReportsClient {
@@ -38,6 +40,7 @@ impl fmt::Debug for ReportsClient {
             .field("base_url", &self.base.as_str())
             .field("api_key", &"<redacted>")
             .field("list_timeout", &self.list_timeout)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,7 @@ impl ReportsClient {
             base,
             key,
             list_timeout: config.list_timeout,
+            retry: config.retry,
         })
     }
 
@@ -87,8 +91,25 @@ impl ReportsClient {
     ///
     /// 401/403 give [`ClientError::Unauthorized`], 404 [`ClientError::NotFound`], 429
     /// [`ClientError::RateLimited`], 5xx [`ClientError::Server`], a body of the wrong
-    /// shape [`ClientError::Decode`] naming the field.
+    /// shape [`ClientError::Decode`] naming the field. Temporary failures are retried
+    /// under [`ClientConfig::retry`]; after more than one attempt the error is
+    /// [`ClientError::Retried`] around the last one.
     pub async fn list_reports(
+        &self,
+        business: &BusinessId,
+        report_type: Option<&ReportType>,
+    ) -> Result<Vec<Report>, ClientError> {
+        let mut call = ListCall {
+            client: self,
+            business,
+            report_type,
+        };
+        let op = format!("listing reports for business {business}");
+        with_retry(&self.retry, &op, &mut call).await
+    }
+
+    /// One list request.
+    async fn list_once(
         &self,
         business: &BusinessId,
         report_type: Option<&ReportType>,
@@ -188,6 +209,21 @@ impl ReportsClient {
                 status_error(op, response, &[key]).await
             }
         }
+    }
+}
+
+/// One attempt of [`ReportsClient::list_reports`].
+struct ListCall<'a> {
+    client: &'a ReportsClient,
+    business: &'a BusinessId,
+    report_type: Option<&'a ReportType>,
+}
+
+impl Attempt for ListCall<'_> {
+    type Output = Vec<Report>;
+
+    async fn attempt(&mut self) -> Result<Vec<Report>, ClientError> {
+        self.client.list_once(self.business, self.report_type).await
     }
 }
 

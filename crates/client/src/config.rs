@@ -1,6 +1,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::retry::RetryPolicy;
+
 /// The production base URL of the Connectly API.
 pub const DEFAULT_BASE_URL: &str = "https://api.connectly.ai";
 
@@ -59,6 +61,9 @@ pub struct ClientConfig {
     pub list_timeout: Duration,
     /// The `User-Agent` header. Default `connectly-sync/<version>`.
     pub user_agent: String,
+    /// How list calls and downloads are retried after a temporary failure. Default
+    /// [`RetryPolicy::default`]: 5 attempts, jittered pauses from 200 ms up to 10 s.
+    pub retry: RetryPolicy,
 }
 
 impl ClientConfig {
@@ -71,6 +76,7 @@ impl ClientConfig {
             read_timeout: Duration::from_secs(30),
             list_timeout: Duration::from_secs(60),
             user_agent: concat!("connectly-sync/", env!("CARGO_PKG_VERSION")).to_owned(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -99,6 +105,13 @@ impl ClientConfig {
     #[must_use]
     pub fn with_list_timeout(mut self, timeout: Duration) -> Self {
         self.list_timeout = timeout;
+        self
+    }
+
+    /// Sets [`retry`](Self::retry).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 

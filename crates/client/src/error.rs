@@ -148,6 +148,29 @@ pub enum ClientError {
         /// At most ~200 characters of the body, sanitized and scrubbed of the signature.
         body_excerpt: String,
     },
+    /// The server answered `200` with something that is not a report file: an HTML page
+    /// (maintenance, login, captive portal) or a JSON or XML document, told by its
+    /// `Content-Type` or its first bytes. Nothing was written.
+    #[error("download of {url}: the server sent {what} instead of the report CSV: \"{excerpt}\"")]
+    NotAReport {
+        /// The URL, redacted (no query string).
+        url: String,
+        /// What arrived: `an HTML page`, `a JSON document`, `an XML document`.
+        what: &'static str,
+        /// The start of the body, on one line, sanitized and scrubbed of the signature.
+        excerpt: String,
+    },
+    /// A call failed after several attempts (see [`RetryPolicy`](crate::RetryPolicy)):
+    /// `last` is the error of the last one. Methods such as
+    /// [`is_temporary`](Self::is_temporary) answer for `last`.
+    #[error("{last} ({})", fmt_attempts(*.attempts, .last))]
+    Retried {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<ClientError>,
+    },
     /// Writing the downloaded file failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {
@@ -167,6 +190,7 @@ impl ClientError {
     /// 403, 404, expired URL), bad answers, bad input and local I/O errors are not.
     pub fn is_temporary(&self) -> bool {
         match self {
+            Self::Retried { last, .. } => last.is_temporary(),
             Self::RateLimited { .. } | Self::Server { .. } | Self::Truncated { .. } => true,
             Self::UnexpectedStatus { status, .. } => *status == StatusCode::REQUEST_TIMEOUT,
             // Everything but a request that could not be built or a redirect that could
@@ -180,6 +204,7 @@ impl ClientError {
             | Self::Decode { .. }
             | Self::TooLarge { .. }
             | Self::UrlExpired { .. }
+            | Self::NotAReport { .. }
             | Self::Io { .. } => false,
         }
     }
@@ -189,6 +214,7 @@ impl ClientError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after, .. } | Self::Server { retry_after, .. } => *retry_after,
+            Self::Retried { last, .. } => last.retry_after(),
             _ => None,
         }
     }
@@ -202,7 +228,44 @@ impl ClientError {
             | Self::UrlExpired { status, .. } => Some(*status),
             Self::NotFound { .. } => Some(StatusCode::NOT_FOUND),
             Self::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            Self::Retried { last, .. } => last.status(),
             _ => None,
+        }
+    }
+
+    /// Whether the signed URL was refused as expired ([`ClientError::UrlExpired`], also
+    /// when it ended a series of attempts): list the reports again for a fresh URL.
+    pub fn is_url_expired(&self) -> bool {
+        matches!(self.last_attempt(), Self::UrlExpired { .. })
+    }
+
+    /// How many attempts the call made: the count of [`ClientError::Retried`], else 1.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Retried { attempts, .. } => *attempts,
+            _ => 1,
+        }
+    }
+
+    /// The error of the call's last attempt: the inside of [`ClientError::Retried`],
+    /// else the error itself.
+    pub fn last_attempt(&self) -> &ClientError {
+        match self {
+            Self::Retried { last, .. } => last.last_attempt(),
+            other => other,
+        }
+    }
+
+    /// `error` after `attempts` attempts: wrapped in [`ClientError::Retried`] when there
+    /// was more than one.
+    pub(crate) fn after_attempts(error: ClientError, attempts: u32) -> Self {
+        if attempts > 1 {
+            Self::Retried {
+                attempts,
+                last: Box::new(error),
+            }
+        } else {
+            error
         }
     }
 
@@ -243,6 +306,14 @@ fn fmt_retry(retry_after: Option<Duration>) -> String {
     match retry_after {
         Some(d) => format!(" (retry after {} s)", d.as_secs()),
         None => String::new(),
+    }
+}
+
+fn fmt_attempts(attempts: u32, last: &ClientError) -> String {
+    if last.is_temporary() {
+        format!("gave up after {attempts} attempts")
+    } else {
+        format!("after {attempts} attempts")
     }
 }
 

@@ -33,6 +33,11 @@ pub(crate) async fn body_excerpt(mut response: Response, secrets: &[&str]) -> St
 /// XML error document (as signed-URL hosts send) is reduced to its `Code` and
 /// `Message`, which leaves out the echoed request and its signature parts.
 pub(crate) fn sanitize(text: &str, secrets: &[&str]) -> String {
+    sanitize_to(text, secrets, SHOW_LIMIT)
+}
+
+/// [`sanitize`] with at most `limit` characters shown.
+pub(crate) fn sanitize_to(text: &str, secrets: &[&str], limit: usize) -> String {
     let mut text = match xml_code_message(text) {
         Some(summary) => summary,
         None => text.to_owned(),
@@ -50,7 +55,7 @@ pub(crate) fn sanitize(text: &str, secrets: &[&str]) -> String {
             pending_space = !out.is_empty();
             continue;
         }
-        if shown >= SHOW_LIMIT {
+        if shown >= limit {
             out.push('…');
             break;
         }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use connectly_client::{ApiKey, ClientConfig, ClientError, ReportsClient};
+use connectly_client::{ApiKey, ClientConfig, ClientError, ReportsClient, RetryPolicy};
 use connectly_model::{BusinessId, ReportType, SignedUrl};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,11 +107,22 @@ fn client(base: &str) -> ReportsClient {
     ReportsClient::new(config(base)).unwrap()
 }
 
+/// A configuration that makes one attempt per call, so each test sees the raw error.
 fn config(base: &str) -> ClientConfig {
     ClientConfig::new(ApiKey::new(KEY))
         .with_base_url(base)
         .with_connect_timeout(Duration::from_secs(5))
         .with_read_timeout(Duration::from_secs(5))
+        .with_retry(RetryPolicy::no_retries())
+}
+
+/// Retries with pauses of a few milliseconds.
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::new().with_backoff(Duration::from_millis(1), Duration::from_millis(10))
+}
+
+fn retrying_client(base: &str, retry: RetryPolicy) -> ReportsClient {
+    ReportsClient::new(config(base).with_retry(retry)).unwrap()
 }
 
 fn business() -> BusinessId {
@@ -520,4 +531,434 @@ async fn download_into_missing_directory_is_io_error() {
     assert!(matches!(err, ClientError::Io { action: "creating", .. }), "{err:?}");
     assert!(!err.is_temporary());
     assert!(err.to_string().contains("run.csv.part"), "{err}");
+}
+
+// ----- retries, resumption and bodies that are not reports -----
+
+/// A server that answers the n-th connection with the n-th raw response, then closes it
+/// (so a response shorter than its `Content-Length` is a body cut short). It records
+/// each request head. Connections beyond the script get a 500.
+struct Scripted {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    async fn start(steps: Vec<Vec<u8>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let record = requests.clone();
+        tokio::spawn(async move {
+            let mut steps = steps.into_iter();
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                let answer = steps
+                    .next()
+                    .unwrap_or_else(|| raw("500 Script Exhausted", &[], b"", None));
+                let _ = socket.write_all(&answer).await;
+                let _ = socket.flush().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Self { addr, requests }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn url(&self) -> SignedUrl {
+        SignedUrl::new(format!(
+            "{}/files/run.csv?X-Signature=topsecretsig&Expires=1",
+            self.base()
+        ))
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A raw HTTP/1.1 response that closes its connection; `length` overrides the
+/// `Content-Length` (to announce more than is sent).
+fn raw(status: &str, headers: &[(&str, &str)], body: &[u8], length: Option<usize>) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        length.unwrap_or(body.len())
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn report_bytes(len: usize) -> Vec<u8> {
+    let mut out = b"date,channel,sent\n".to_vec();
+    let mut i = 0;
+    while out.len() < len {
+        out.extend_from_slice(format!("2025-04-{:02},whatsapp,{i}\n", i % 28 + 1).as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn header_of<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+    request.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn list_retries_temporary_failures_then_succeeds() {
+    let server = Scripted::start(vec![
+        raw("503 Service Unavailable", &[], b"busy", None),
+        raw("429 Too Many Requests", &[("Retry-After", "0")], b"", None),
+        raw(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            LIST_BODY.as_bytes(),
+            None,
+        ),
+    ])
+    .await;
+    let reports = retrying_client(&server.base(), fast_retry())
+        .list_reports(&business(), None)
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn list_gives_up_after_max_attempts_and_says_how_many() {
+    let busy = || raw("503 Service Unavailable", &[], b"busy", None);
+    let server = Scripted::start(vec![busy(), busy(), busy(), busy()]).await;
+    let err = retrying_client(&server.base(), fast_retry().with_max_attempts(3))
+        .list_reports(&business(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(server.requests().len(), 3);
+    assert!(matches!(err, ClientError::Retried { attempts: 3, .. }), "{err:?}");
+    assert!(err.is_temporary());
+    assert!(matches!(err.last_attempt(), ClientError::Server { .. }));
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("listing reports for business {BUSINESS}: server answered 503")),
+        "{text}"
+    );
+    assert!(text.ends_with("(gave up after 3 attempts)"), "{text}");
+}
+
+#[tokio::test]
+async fn permanent_failures_are_not_retried() {
+    let server = Scripted::start(vec![raw("404 Not Found", &[], b"", None)]).await;
+    let err = retrying_client(&server.base(), fast_retry())
+        .list_reports(&business(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotFound { .. }), "{err:?}");
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_but_not_beyond_the_cap() {
+    let server = Scripted::start(vec![
+        raw("429 Too Many Requests", &[("Retry-After", "1")], b"", None),
+        raw("200 OK", &[], LIST_BODY.as_bytes(), None),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    retrying_client(&server.base(), fast_retry())
+        .list_reports(&business(), None)
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+
+    let server = Scripted::start(vec![raw(
+        "503 Service Unavailable",
+        &[("Retry-After", "3600")],
+        b"",
+        None,
+    )])
+    .await;
+    let started = std::time::Instant::now();
+    let err = retrying_client(
+        &server.base(),
+        fast_retry().with_max_retry_after(Duration::from_secs(30)),
+    )
+    .list_reports(&business(), None)
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(err.to_string().contains("retry after 3600 s"), "{err}");
+}
+
+#[tokio::test]
+async fn a_broken_download_resumes_with_a_range_and_hashes_across_the_resume() {
+    let body = report_bytes(10_000);
+    let etag = "\"v1-abc\"";
+    let server = Scripted::start(vec![
+        raw(
+            "200 OK",
+            &[("Content-Type", "text/csv"), ("ETag", etag), ("Accept-Ranges", "bytes")],
+            &body[..4000],
+            Some(10_000),
+        ),
+        raw("503 Service Unavailable", &[], b"", None),
+        raw(
+            "206 Partial Content",
+            &[
+                ("Content-Type", "text/csv"),
+                ("Content-Range", "bytes 4000-9999/10000"),
+                ("ETag", etag),
+            ],
+            &body[4000..7000],
+            Some(6000),
+        ),
+        raw(
+            "206 Partial Content",
+            &[
+                ("Content-Type", "text/csv"),
+                ("Content-Range", "bytes 7000-9999/10000"),
+                ("ETag", etag),
+            ],
+            &body[7000..],
+            None,
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let done = retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(done.bytes, 10_000);
+    assert_eq!(done.sha256, sha256_hex(&body));
+    assert_eq!(dir_entries(dir.path()), ["run.csv"]);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(header_of(&requests[0], "range"), None);
+    assert_eq!(header_of(&requests[1], "range"), Some("bytes=4000-"));
+    assert_eq!(header_of(&requests[2], "range"), Some("bytes=4000-"));
+    assert_eq!(header_of(&requests[2], "if-range"), Some(etag));
+    assert_eq!(header_of(&requests[3], "range"), Some("bytes=7000-"));
+}
+
+#[tokio::test]
+async fn a_broken_download_restarts_when_the_server_ignores_the_range() {
+    let body = report_bytes(5000);
+    let server = Scripted::start(vec![
+        raw("200 OK", &[("Content-Type", "text/csv")], &body[..1234], Some(5000)),
+        raw("200 OK", &[("Content-Type", "text/csv")], &body, None),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let done = retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(done.sha256, sha256_hex(&body));
+    assert_eq!(header_of(&server.requests()[1], "range"), Some("bytes=1234-"));
+}
+
+#[tokio::test]
+async fn a_range_answer_that_does_not_continue_the_file_means_starting_over() {
+    let body = report_bytes(5000);
+    let server = Scripted::start(vec![
+        raw("200 OK", &[("Content-Type", "text/csv")], &body[..1000], Some(5000)),
+        // The wrong range: from byte 0, not 1000.
+        raw(
+            "206 Partial Content",
+            &[("Content-Range", "bytes 0-4999/5000")],
+            &body,
+            None,
+        ),
+        raw("200 OK", &[("Content-Type", "text/csv")], &body, None),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let done = retrying_client("http://127.0.0.1:9", fast_retry().with_max_attempts(2))
+        .download(&server.url(), &dest)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(done.sha256, sha256_hex(&body));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        header_of(&requests[2], "range"),
+        None,
+        "the restart asks for the whole file"
+    );
+}
+
+#[tokio::test]
+async fn a_download_that_stays_short_gives_up_and_leaves_nothing() {
+    let body = report_bytes(3000);
+    let short = || raw("200 OK", &[("Content-Type", "text/csv")], &body[..100], Some(3000));
+    let server = Scripted::start(vec![short(), short(), short()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let err = retrying_client("http://127.0.0.1:9", fast_retry().with_max_attempts(3))
+        .download(&server.url(), &dest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Retried { attempts: 3, .. }), "{err:?}");
+    assert!(matches!(err.last_attempt(), ClientError::Truncated { .. }), "{err:?}");
+    assert!(err.is_temporary());
+    let text = err.to_string();
+    assert!(
+        text.contains("gave up after 3 attempts") && !text.contains("topsecret"),
+        "{text}"
+    );
+    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+}
+
+#[tokio::test]
+async fn download_retries_server_errors() {
+    let body = report_bytes(2000);
+    let server = Scripted::start(vec![
+        raw("503 Service Unavailable", &[], b"", None),
+        raw("500 Internal Server Error", &[], b"oops", None),
+        raw("200 OK", &[("Content-Type", "text/csv")], &body, None),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let done = retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap();
+    assert_eq!(done.sha256, sha256_hex(&body));
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn an_html_page_with_200_is_refused_with_an_excerpt() {
+    let page = "<!DOCTYPE html>\n<html><title>Maintenance</title><body>Back soon. \
+                sig=topsecretsig</body></html>";
+    let server = Scripted::start(vec![raw(
+        "200 OK",
+        &[("Content-Type", "text/html; charset=utf-8")],
+        page.as_bytes(),
+        None,
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let err = retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::NotAReport {
+                what: "an HTML page",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_temporary());
+    assert_eq!(server.requests().len(), 1, "a permanent error is not retried");
+    let text = err.to_string();
+    let prefix = format!(
+        "download of {}/files/run.csv: the server sent an HTML page instead of the report CSV: \
+         \"<!DOCTYPE html> <html><title>Maintenance</title>",
+        server.base()
+    );
+    assert!(text.starts_with(&prefix), "{text}");
+    assert!(!text.contains("topsecretsig"), "{text}");
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn bodies_that_look_like_html_json_or_xml_are_refused_whatever_their_type() {
+    let cases: [(&[u8], &str, &str); 4] = [
+        (b"\r\n  <!doctype html><p>login</p>", "text/csv", "an HTML page"),
+        (b"{\"error\":\"maintenance\"}", "text/csv", "a JSON document"),
+        (b"{\"data\":[]}", "application/json", "a JSON document"),
+        (
+            b"<?xml version=\"1.0\"?><Error><Code>X</Code></Error>",
+            "application/octet-stream",
+            "an XML document",
+        ),
+    ];
+    for (body, content_type, want) in cases {
+        let server = Scripted::start(vec![raw("200 OK", &[("Content-Type", content_type)], body, None)]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("run.csv");
+        let err = retrying_client("http://127.0.0.1:9", fast_retry())
+            .download(&server.url(), &dest)
+            .await
+            .unwrap_err();
+        match &err {
+            ClientError::NotAReport { what, .. } => assert_eq!(*what, want, "{err}"),
+            other => panic!("{content_type}: {other:?}"),
+        }
+        assert!(dir_entries(dir.path()).is_empty());
+    }
+    // A CSV with a byte order mark and leading blank lines is a report.
+    let body = b"\xEF\xBB\xBF\n date,channel\n2025-04-30,sms\n";
+    let server = Scripted::start(vec![raw("200 OK", &[("Content-Type", "text/csv")], body, None)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[tokio::test]
+async fn an_expired_url_mid_download_is_reported_as_expired() {
+    let body = report_bytes(4000);
+    let xml = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>";
+    let server = Scripted::start(vec![
+        raw("200 OK", &[("Content-Type", "text/csv")], &body[..500], Some(4000)),
+        raw(
+            "403 Forbidden",
+            &[("Content-Type", "application/xml")],
+            xml.as_bytes(),
+            None,
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("run.csv");
+    let err = retrying_client("http://127.0.0.1:9", fast_retry())
+        .download(&server.url(), &dest)
+        .await
+        .unwrap_err();
+    assert!(err.is_url_expired(), "{err:?}");
+    assert!(!err.is_temporary());
+    assert_eq!(err.attempts(), 2);
+    assert!(err.to_string().ends_with("(after 2 attempts)"), "{err}");
+    assert!(dir_entries(dir.path()).is_empty());
 }

@@ -3,11 +3,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use connectly_csv::ReportReader;
-use connectly_model::{BusinessId, OffsetDateTime, Report, ReportType, RunStatus};
+use connectly_model::{BusinessId, OffsetDateTime, Report, ReportType, Run, RunStatus, SignedUrl};
 use connectly_sink::layout::encode_component;
 use connectly_sink::{RunData, RunInfo, Sink};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
 use crate::error::SyncError;
@@ -56,6 +57,21 @@ pub struct Syncer {
 enum Data {
     Ready(RunData),
     Failed(String),
+    /// The signed URL was refused as expired; the error is not recorded yet, since a
+    /// fresh URL may still fetch the run.
+    Expired(String),
+}
+
+/// The outcome of fetching a run, fresh URL included.
+enum Fetched {
+    Ready(RunData),
+    Failed(String),
+    /// The URL expired and the report's latest run is now `newer`'s: the run can no
+    /// longer be fetched (the error says so and is recorded).
+    MovedOn {
+        error: String,
+        newer: Report,
+    },
 }
 
 impl Syncer {
@@ -100,10 +116,19 @@ impl Syncer {
             .into_iter()
             .filter(|r| types.is_empty() || types.contains(&r.report_type))
         {
-            if let Some(run) = &report.last_run {
-                listed.insert((report.id.clone(), run.id.clone()));
+            // A report whose URL expired while it moved on to a newer run is synced
+            // again with that run (once: the newer run's URL is fresh).
+            let mut next = Some((report, true));
+            while let Some((report, may_refresh)) = next.take() {
+                if let Some(run) = &report.last_run {
+                    listed.insert((report.id.clone(), run.id.clone()));
+                }
+                let (outcome, newer) = self
+                    .sync_report(&ledger, &report, may_refresh, &mut summary.list_requests)
+                    .await?;
+                summary.reports.push(outcome);
+                next = newer.map(|newer| (newer, false));
             }
-            summary.reports.push(self.sync_report(&ledger, &report).await?);
         }
         // Runs the API no longer lists but some sink still lacks: retry from the spool.
         for run in ledger.spooled_runs(business)? {
@@ -118,7 +143,17 @@ impl Syncer {
         Ok(summary)
     }
 
-    async fn sync_report(&self, ledger: &Ledger, report: &Report) -> Result<ReportOutcome, SyncError> {
+    /// Syncs a report's latest run. `may_refresh`: whether an expired URL may be
+    /// replaced by listing the report's type again (counted in `list_requests`). Returns
+    /// the outcome and, when the report moved on to a newer run meanwhile, the report
+    /// with that run.
+    async fn sync_report(
+        &self,
+        ledger: &Ledger,
+        report: &Report,
+        may_refresh: bool,
+        list_requests: &mut u32,
+    ) -> Result<(ReportOutcome, Option<Report>), SyncError> {
         let mut outcome = ReportOutcome {
             report_id: report.id.clone(),
             report_name: report.name.clone(),
@@ -133,7 +168,7 @@ impl Syncer {
         };
         let Some(run) = &report.last_run else {
             info!(report = %report.id, "report has no run yet");
-            return Ok(outcome);
+            return Ok((outcome, None));
         };
         outcome.run_id = Some(run.id.clone());
         outcome.status = Some(run.status.to_string());
@@ -156,7 +191,7 @@ impl Syncer {
             outcome.action = RunAction::Skipped {
                 status: run.status.to_string(),
             };
-            return Ok(outcome);
+            return Ok((outcome, None));
         }
         let delivered = ledger.delivered_sinks(&key)?;
         let pending: Vec<Arc<dyn Sink>> = self
@@ -170,17 +205,24 @@ impl Syncer {
         if pending.is_empty() {
             outcome.action = RunAction::UpToDate;
             outcome.sinks = self.already_delivered();
-            return Ok(outcome);
+            return Ok((outcome, None));
         }
-        let data = match self.spooled(&seen) {
-            Some(data) => Data::Ready(data),
-            None => self.fetch(ledger, &key, &seen, run.download_url()).await?,
+        let fetched = match self.spooled(&seen) {
+            Some(data) => Fetched::Ready(data),
+            None => {
+                self.fetch_run(ledger, &key, &seen, report, run, may_refresh, list_requests)
+                    .await?
+            }
         };
-        let data = match data {
-            Data::Ready(data) => data,
-            Data::Failed(error) => {
+        let data = match fetched {
+            Fetched::Ready(data) => data,
+            Fetched::Failed(error) => {
                 outcome.action = RunAction::Failed { error };
-                return Ok(outcome);
+                return Ok((outcome, None));
+            }
+            Fetched::MovedOn { error, newer } => {
+                outcome.action = RunAction::Failed { error };
+                return Ok((outcome, Some(newer)));
             }
         };
         outcome.rows = Some(data.rows);
@@ -188,7 +230,86 @@ impl Syncer {
         let info = run_info(&seen, now);
         outcome.sinks = self.deliver(ledger, &key, &info, &data, &pending, &delivered).await?;
         outcome.action = RunAction::Delivered;
-        Ok(outcome)
+        Ok((outcome, None))
+    }
+
+    /// Fetches a run to the spool; when its URL has expired (by its `expires_at`, or
+    /// refused by the file host) and `may_refresh`, lists the report's type again for a
+    /// fresh URL and tries once more, or reports that the report moved on.
+    // The run's identity in three shapes (ledger key, ledger row, listing) plus the
+    // refresh state; a struct for them would only serve this one call.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_run(
+        &self,
+        ledger: &Ledger,
+        key: &RunKey<'_>,
+        seen: &LedgerRun,
+        report: &Report,
+        run: &Run,
+        may_refresh: bool,
+        list_requests: &mut u32,
+    ) -> Result<Fetched, SyncError> {
+        let what = run_label(key, &seen.report_type);
+        let now = OffsetDateTime::now_utc();
+        let expiry = run.expires_at().filter(|at| *at <= now && run.download_url().is_some());
+        let why = match expiry {
+            Some(at) if may_refresh => format!(
+                "its download URL expired at {}",
+                at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+            ),
+            _ => match self.fetch(ledger, key, seen, run.download_url(), may_refresh).await? {
+                Data::Ready(data) => return Ok(Fetched::Ready(data)),
+                Data::Failed(error) => return Ok(Fetched::Failed(error)),
+                Data::Expired(error) => error,
+            },
+        };
+        info!(run = %key.run_id, report = %key.report_id, "{why}; asking the API for a fresh URL");
+        *list_requests += 1;
+        let fresh = match self
+            .source
+            .list_reports(key.business_id, Some(report.report_type.clone()))
+            .await
+        {
+            Ok(reports) => reports.into_iter().find(|r| r.id == report.id),
+            Err(e) => {
+                let error = format!("{what}: {why}, and asking the API for a fresh one failed: {e}");
+                return self.failed(ledger, key, error);
+            }
+        };
+        let Some(fresh) = fresh else {
+            let error = format!("{what}: {why}, and the API no longer lists report {}", key.report_id);
+            return self.failed(ledger, key, error);
+        };
+        let latest = match &fresh.last_run {
+            Some(latest) if latest.id == run.id => {
+                return Ok(
+                    match self.fetch(ledger, key, seen, latest.download_url(), false).await? {
+                        Data::Ready(data) => Fetched::Ready(data),
+                        Data::Failed(error) | Data::Expired(error) => Fetched::Failed(error),
+                    },
+                );
+            }
+            Some(latest) => latest.id.clone(),
+            None => {
+                let error = format!("{what}: {why}, and the API now lists no run for the report");
+                return self.failed(ledger, key, error);
+            }
+        };
+        let error = format!(
+            "{what}: expired before it could be fetched; report moved on to run {latest}. The API lists only \
+             the latest run of a report, so run {} can no longer be fetched",
+            key.run_id
+        );
+        warn!("{error}");
+        ledger.record_run_error(key, Some(&error))?;
+        Ok(Fetched::MovedOn { error, newer: fresh })
+    }
+
+    /// Records a run's fetch error and reports it.
+    fn failed(&self, ledger: &Ledger, key: &RunKey<'_>, error: String) -> Result<Fetched, SyncError> {
+        warn!("{error}");
+        ledger.record_run_error(key, Some(&error))?;
+        Ok(Fetched::Failed(error))
     }
 
     async fn retry_from_spool(&self, ledger: &Ledger, run: &LedgerRun) -> Result<ReportOutcome, SyncError> {
@@ -259,15 +380,17 @@ impl Syncer {
         })
     }
 
-    /// Downloads a run to the spool and validates it.
+    /// Downloads a run to the spool and validates it. With `may_refresh`, a URL refused
+    /// as expired gives [`Data::Expired`] (not recorded) rather than a failure.
     async fn fetch(
         &self,
         ledger: &Ledger,
         key: &RunKey<'_>,
         seen: &LedgerRun,
-        url: Option<&connectly_model::SignedUrl>,
+        url: Option<&SignedUrl>,
+        may_refresh: bool,
     ) -> Result<Data, SyncError> {
-        let what = format!("run {} of report {} ({})", key.run_id, key.report_id, seen.report_type);
+        let what = run_label(key, &seen.report_type);
         let Some(url) = url else {
             let error = format!("{what}: the API lists it as completed but gives no download URL");
             ledger.record_run_error(key, Some(&error))?;
@@ -288,6 +411,7 @@ impl Syncer {
         info!(run = %key.run_id, report = %key.report_id, url = %url, "downloading");
         let download = match self.source.download(url, &path).await {
             Ok(d) => d,
+            Err(e) if may_refresh && e.is_url_expired() => return Ok(Data::Expired(e.to_string())),
             Err(e) => {
                 let hint = if e.is_temporary() {
                     " (temporary; the next sync retries)"
@@ -424,6 +548,11 @@ fn remove_spool(ledger: &Ledger, key: &RunKey<'_>, path: &Path) -> Result<(), Sy
     Ok(())
 }
 
+/// `run R of report P (type)`, the subject of a run's errors.
+fn run_label(key: &RunKey<'_>, report_type: &ReportType) -> String {
+    format!("run {} of report {} ({report_type})", key.run_id, key.report_id)
+}
+
 fn run_info(run: &LedgerRun, now: OffsetDateTime) -> RunInfo {
     RunInfo {
         business_id: run.business_id.clone(),
@@ -450,6 +579,7 @@ mod tests {
     use connectly_sink::{Delivered, RunData, RunInfo, Sink, SinkError};
     use mockall::predicate::eq;
     use sha2::{Digest, Sha256};
+    use time::macros::datetime;
 
     use super::*;
     use crate::source::MockSource;
@@ -481,6 +611,60 @@ mod tests {
                 }),
             }),
         }
+    }
+
+    /// A completed run whose URL is `url` and expires at `expires_at`.
+    fn report_with_url(id: &str, run: &str, url: &str, expires_at: Option<OffsetDateTime>) -> Report {
+        Report {
+            id: id.into(),
+            name: format!("Report {id}"),
+            report_type: "t".into(),
+            last_run: Some(Run {
+                id: run.into(),
+                status: RunStatus::Completed,
+                result: Some(RunResult {
+                    url: Some(SignedUrl::new(url)),
+                    expires_at,
+                    created_at: None,
+                }),
+            }),
+        }
+    }
+
+    fn url_expired() -> ClientError {
+        ClientError::UrlExpired {
+            url: "https://files.example/old".into(),
+            status: StatusCode::FORBIDDEN,
+            body_excerpt: "AccessDenied: Request has expired".into(),
+        }
+    }
+
+    fn csv_download(dest: &Path) -> Result<Download, ClientError> {
+        std::fs::write(dest, CSV).unwrap();
+        Ok(Download {
+            bytes: CSV.len() as u64,
+            sha256: hex::encode(Sha256::digest(CSV)),
+        })
+    }
+
+    /// A source whose first list (all types) gives `first`, whose refresh (type `t`
+    /// only) gives `fresh`, and whose downloads are answered by URL.
+    fn refreshing_source(first: Report, fresh: Report) -> MockSource {
+        let mut source = MockSource::new();
+        let mut seq = mockall::Sequence::new();
+        source
+            .expect_list_reports()
+            .withf(|_, filter| filter.is_none())
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _| Ok(vec![first.clone()]));
+        source
+            .expect_list_reports()
+            .with(eq(BusinessId::new("biz")), eq(Some(ReportType::new("t"))))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _| Ok(vec![fresh.clone()]));
+        source
     }
 
     fn downloads_csv(source: &mut MockSource, times: usize) {
@@ -763,5 +947,160 @@ mod tests {
         }
         assert!(seen[0].is_some());
         assert_eq!(seen[0], seen[1]);
+    }
+
+    #[tokio::test]
+    async fn a_url_refused_as_expired_is_refreshed_and_the_run_delivered() {
+        let state = tempfile::tempdir().unwrap();
+        let old = "https://files.example/r1?sig=old";
+        let new = "https://files.example/r1?sig=new";
+        let mut source = refreshing_source(
+            report_with_url("a", "r1", old, None),
+            report_with_url("a", "r1", new, None),
+        );
+        source
+            .expect_download()
+            .withf(move |url, _| url.expose() == old)
+            .times(1)
+            .returning(|_, _| Err(url_expired()));
+        source
+            .expect_download()
+            .withf(move |url, _| url.expose() == new)
+            .times(1)
+            .returning(|_, dest| csv_download(dest));
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.list_requests, 2);
+        assert_eq!(report.reports.len(), 1);
+        assert_eq!(report.reports[0].action, RunAction::Delivered);
+        let ledger = Ledger::open(state.path()).unwrap();
+        assert_eq!(ledger.runs(&"biz".into()).unwrap()[0].error, None);
+    }
+
+    #[tokio::test]
+    async fn a_url_past_its_expiry_is_refreshed_before_any_download() {
+        let state = tempfile::tempdir().unwrap();
+        let old = "https://files.example/r1?sig=old";
+        let new = "https://files.example/r1?sig=new";
+        let past = Some(datetime!(2020-01-01 00:00:00 UTC));
+        let mut source = refreshing_source(
+            report_with_url("a", "r1", old, past),
+            report_with_url("a", "r1", new, past),
+        );
+        // The fresh URL is tried even though its `expiresAt` is past too (a skewed clock
+        // must not stop the sync), and the old one never.
+        source
+            .expect_download()
+            .withf(move |url, _| url.expose() == new)
+            .times(1)
+            .returning(|_, dest| csv_download(dest));
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.list_requests, 2);
+    }
+
+    #[tokio::test]
+    async fn a_url_that_expires_again_after_the_refresh_fails_the_run_without_looping() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = refreshing_source(
+            report_with_url("a", "r1", "https://files.example/r1?sig=old", None),
+            report_with_url("a", "r1", "https://files.example/r1?sig=new", None),
+        );
+        source.expect_download().times(2).returning(|_, _| Err(url_expired()));
+        let mut dest = sink("dest");
+        dest.expect_holds().never();
+        dest.expect_deliver().never();
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(!report.is_ok());
+        assert_eq!(report.list_requests, 2);
+        let RunAction::Failed { error } = &report.reports[0].action else {
+            panic!("{report:?}")
+        };
+        assert!(error.contains("run r1 of report a (t): download failed:"), "{error}");
+        assert!(error.contains("expired"), "{error}");
+        let ledger = Ledger::open(state.path()).unwrap();
+        assert_eq!(
+            ledger.runs(&"biz".into()).unwrap()[0].error.as_deref(),
+            Some(error.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_report_that_moved_on_fails_the_old_run_loudly_and_delivers_the_new_one() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = refreshing_source(
+            report_with_url("a", "r1", "https://files.example/r1?sig=old", None),
+            report_with_url("a", "r2", "https://files.example/r2?sig=new", None),
+        );
+        source
+            .expect_download()
+            .withf(|url, _| url.redacted().ends_with("/r1"))
+            .times(1)
+            .returning(|_, _| Err(url_expired()));
+        source
+            .expect_download()
+            .withf(|url, _| url.redacted().ends_with("/r2"))
+            .times(1)
+            .returning(|_, dest| csv_download(dest));
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(!report.is_ok(), "the lost run must show as a failure");
+        assert_eq!(report.list_requests, 2);
+        assert_eq!(report.delivered_runs(), 1);
+        let runs: Vec<_> = report
+            .reports
+            .iter()
+            .map(|r| (r.run_id.as_ref().unwrap().to_string(), r.action.clone()))
+            .collect();
+        assert_eq!(runs.len(), 2, "{report:?}");
+        assert_eq!(runs[1], ("r2".to_owned(), RunAction::Delivered));
+        let RunAction::Failed { error } = &runs[0].1 else {
+            panic!("{report:?}")
+        };
+        assert_eq!(runs[0].0, "r1");
+        assert!(
+            error.starts_with("run r1 of report a (t): expired before it could be fetched; report moved on to run r2"),
+            "{error}"
+        );
+        assert!(error.contains("run r1 can no longer be fetched"), "{error}");
+
+        let ledger = Ledger::open(state.path()).unwrap();
+        let runs = ledger.runs(&"biz".into()).unwrap();
+        let r1 = runs.iter().find(|r| r.run_id.as_str() == "r1").unwrap();
+        assert_eq!(r1.error.as_deref(), Some(error.as_str()));
+        let delivered = ledger.deliveries(&"biz".into(), &"a".into(), &"r2".into()).unwrap();
+        assert_eq!(delivered[0].state, "delivered");
+        assert!(
+            ledger
+                .deliveries(&"biz".into(), &"a".into(), &"r1".into())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_expired_means_a_single_list_request() {
+        let state = tempfile::tempdir().unwrap();
+        let future = Some(OffsetDateTime::now_utc() + time::Duration::hours(1));
+        let mut source = MockSource::new();
+        source.expect_list_reports().times(1).returning(move |_, _| {
+            Ok(vec![report_with_url(
+                "a",
+                "r1",
+                "https://files.example/r1?sig=x",
+                future,
+            )])
+        });
+        downloads_csv(&mut source, 1);
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
+        assert!(report.is_ok());
+        assert_eq!(report.list_requests, 1);
     }
 }

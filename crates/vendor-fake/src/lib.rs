@@ -11,10 +11,15 @@
 //! * [`FakeVendor`] is the running server and its control API: add businesses and reports,
 //!   publish runs, expire URLs, read counters. [`FakeVendor::start`] runs on the caller's
 //!   tokio runtime; [`FakeVendor::spawn`] runs on a dedicated thread for synchronous tests.
+//! * [`Fault`]s make it misbehave on purpose, one request at a time: throttling, server
+//!   errors, bodies cut short or trickling, an HTML or JSON page instead of the file, a URL
+//!   that expires under the client's feet. The file host honours single `Range` requests
+//!   (`206` with `Content-Range`, strong `ETag`, `If-Range`) unless told not to.
 //! * [`campaign_csv`] and [`custom_csv`] generate deterministic, realistic report files.
 //! * [`demo::install`] loads the dataset used by `cargo xtask demo` and by the
 //!   `connectly-vendor-fake` binary.
 
+mod fault;
 mod generate;
 mod server;
 mod state;
@@ -25,6 +30,7 @@ pub mod demo;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use fault::{Fault, HTML_PAGE, JSON_BODY};
 pub use generate::{CAMPAIGN_HEADER, CUSTOM_HEADER, campaign_csv, campaign_csv_for, custom_csv};
 pub use state::Counters;
 pub use vendor::FakeVendor;

@@ -12,7 +12,8 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::state::{DownloadOutcome, ListOutcome, Shared};
+use crate::fault::{self, Fault};
+use crate::state::{DownloadOutcome, ListOutcome, RangeRequest, Shared};
 
 /// How long in-flight requests may take to finish once shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -59,14 +60,16 @@ async fn list_reports(
 ) -> Response {
     let api_key = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
     let type_filter = query.get("type").map(String::as_str);
-    let outcome = shared.lock().list(&shared.base_url, &business_id, api_key, type_filter);
-    match outcome {
+    let (outcome, fault) = shared.lock().list(&shared.base_url, &business_id, api_key, type_filter);
+    let response = match outcome {
         ListOutcome::Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         ListOutcome::Unauthorized => {
             json_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid X-API-Key")
         }
         ListOutcome::UnknownBusiness => json_error(StatusCode::NOT_FOUND, "not_found", "business not found"),
-    }
+        ListOutcome::Replaced => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    with_fault(response, fault).await
 }
 
 async fn download(
@@ -75,20 +78,75 @@ async fn download(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let outcome = shared.lock().download(
+    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let range = RangeRequest {
+        range: header_str(header::RANGE),
+        if_range: header_str(header::IF_RANGE),
+    };
+    let (outcome, fault) = shared.lock().download(
         &token,
         query.get("X-Signature").map(String::as_str),
         query.get("Expires").map(String::as_str),
         headers.contains_key(API_KEY_HEADER),
+        range,
     );
-    match outcome {
-        DownloadOutcome::Ok(csv) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], csv).into_response(),
-        DownloadOutcome::Denied { code, message } => {
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-            );
-            (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+    let response = match outcome {
+        DownloadOutcome::Full {
+            csv,
+            etag,
+            accept_ranges,
+        } => {
+            let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], csv).into_response();
+            set_header(&mut response, header::ETAG, &etag);
+            if accept_ranges {
+                set_header(&mut response, header::ACCEPT_RANGES, "bytes");
+            }
+            response
         }
+        DownloadOutcome::Partial {
+            body,
+            start,
+            end,
+            total,
+            etag,
+        } => {
+            let mut response =
+                (StatusCode::PARTIAL_CONTENT, [(header::CONTENT_TYPE, "text/csv")], body).into_response();
+            set_header(&mut response, header::ETAG, &etag);
+            set_header(&mut response, header::ACCEPT_RANGES, "bytes");
+            set_header(
+                &mut response,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{total}"),
+            );
+            response
+        }
+        DownloadOutcome::Unsatisfiable { total } => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            set_header(&mut response, header::CONTENT_RANGE, &format!("bytes */{total}"));
+            response
+        }
+        DownloadOutcome::Denied { code, message } => (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "application/xml")],
+            fault::denied_xml(code, message),
+        )
+            .into_response(),
+        DownloadOutcome::Replaced => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    with_fault(response, fault).await
+}
+
+async fn with_fault(response: Response, fault: Option<Fault>) -> Response {
+    match fault {
+        Some(fault) => fault::apply(response, fault).await,
+        None => response,
+    }
+}
+
+fn set_header(response: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(value) = header::HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fake vendor's data and counters, behind one mutex.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::FakeError;
+use crate::fault::Fault;
 use crate::generate::SplitMix64;
 
 /// A snapshot of what the fake has served, for assertions.
@@ -21,14 +22,28 @@ pub struct Counters {
     pub list_unauthorized: u64,
     /// Every request to the file host, whatever its outcome.
     pub download_requests: u64,
-    /// File requests answered 200 with the CSV.
+    /// File requests per report id, for requests whose URL names a known run (whatever
+    /// their outcome).
+    pub download_requests_by_report: BTreeMap<String, u64>,
+    /// File requests that carried a `Range` header.
+    pub download_range_requests: u64,
+    /// File requests answered with the file: 200 with the whole CSV, or 206 with a range
+    /// of it (including answers whose body an injected fault then spoiled).
     pub downloads_served: u64,
+    /// File requests answered 206 Partial Content.
+    pub downloads_partial: u64,
+    /// File requests answered 416 Range Not Satisfiable.
+    pub downloads_unsatisfiable: u64,
     /// File requests answered 403 (expired, bad signature, unknown token).
     pub downloads_denied: u64,
     /// File requests that carried an `X-API-Key` header (the client leaked the key).
     pub download_requests_with_api_key: u64,
-    /// Files served per (report id, run id).
+    /// Files served (200 or 206) per (report id, run id).
     pub downloads_by_run: BTreeMap<(String, String), u64>,
+    /// Injected faults consumed by list requests.
+    pub list_faults_served: u64,
+    /// Injected faults consumed by file requests.
+    pub download_faults_served: u64,
 }
 
 #[derive(Debug)]
@@ -68,6 +83,8 @@ struct Grant {
     signature: String,
     expires_at: OffsetDateTime,
     seq: u64,
+    /// Expired early by [`Fault::ExpireUrl`].
+    revoked: bool,
 }
 
 /// The outcome of a list request, for the HTTP layer to render.
@@ -75,12 +92,49 @@ pub(crate) enum ListOutcome {
     Ok(Value),
     Unauthorized,
     UnknownBusiness,
+    /// An injected fault takes the answer's place.
+    Replaced,
 }
 
 /// The outcome of a file request, for the HTTP layer to render.
 pub(crate) enum DownloadOutcome {
-    Ok(Bytes),
+    /// The whole file, `200`.
+    Full {
+        csv: Bytes,
+        etag: String,
+        accept_ranges: bool,
+    },
+    /// Bytes `start..=end` of a file of `total` bytes, `206`.
+    Partial {
+        body: Bytes,
+        start: u64,
+        end: u64,
+        total: u64,
+        etag: String,
+    },
+    /// The range starts past the end of a file of `total` bytes, `416`.
+    Unsatisfiable { total: u64 },
+    /// `403` with an S3-like XML error.
     Denied { code: &'static str, message: &'static str },
+    /// An injected fault takes the answer's place.
+    Replaced,
+}
+
+/// What a file request asked for beyond the file itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RangeRequest<'a> {
+    /// The `Range` header.
+    pub(crate) range: Option<&'a str>,
+    /// The `If-Range` header.
+    pub(crate) if_range: Option<&'a str>,
+}
+
+/// Whether a fault replaces the whole answer (rather than spoiling its body).
+fn replaces_answer(fault: &Fault) -> bool {
+    !matches!(
+        fault,
+        Fault::ResetAfter { .. } | Fault::Truncate { .. } | Fault::Slow { .. }
+    )
 }
 
 #[derive(Debug)]
@@ -95,6 +149,12 @@ pub(crate) struct State {
     valid_from_seq: u64,
     rng: SplitMix64,
     counters: Counters,
+    /// Faults for the next list requests, in order.
+    list_faults: VecDeque<Fault>,
+    /// Faults for the next file requests, per report id, in order.
+    download_faults: HashMap<String, VecDeque<Fault>>,
+    /// Whether the file host honours `Range` (on by default).
+    range_support: bool,
 }
 
 /// The state shared by the HTTP handlers and the control API.
@@ -121,6 +181,9 @@ impl Shared {
                 valid_from_seq: 0,
                 rng: SplitMix64::new(seed),
                 counters: Counters::default(),
+                list_faults: VecDeque::new(),
+                download_faults: HashMap::new(),
+                range_support: true,
             }),
         }
     }
@@ -279,6 +342,34 @@ impl State {
         self.valid_from_seq = self.next_seq;
     }
 
+    pub(crate) fn inject_list(&mut self, fault: Fault) {
+        self.list_faults.push_back(fault);
+    }
+
+    pub(crate) fn inject_download(&mut self, report_id: &str, fault: Fault) -> Result<(), FakeError> {
+        if !self.reports.contains_key(report_id) {
+            return Err(FakeError::UnknownReport(report_id.to_owned()));
+        }
+        self.download_faults
+            .entry(report_id.to_owned())
+            .or_default()
+            .push_back(fault);
+        Ok(())
+    }
+
+    pub(crate) fn pending_faults(&self) -> usize {
+        self.list_faults.len() + self.download_faults.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    pub(crate) fn clear_faults(&mut self) {
+        self.list_faults.clear();
+        self.download_faults.clear();
+    }
+
+    pub(crate) fn set_range_support(&mut self, enabled: bool) {
+        self.range_support = enabled;
+    }
+
     pub(crate) fn counters(&self) -> Counters {
         self.counters.clone()
     }
@@ -317,6 +408,7 @@ impl State {
                 signature,
                 expires_at,
                 seq,
+                revoked: false,
             },
         );
         (url, expires_at)
@@ -380,13 +472,34 @@ impl State {
         business_id: &str,
         api_key: Option<&str>,
         type_filter: Option<&str>,
-    ) -> ListOutcome {
+    ) -> (ListOutcome, Option<Fault>) {
         self.counters.list_requests += 1;
         *self
             .counters
             .list_requests_by_business
             .entry(business_id.to_owned())
             .or_default() += 1;
+        let fault = self.list_faults.pop_front();
+        if let Some(fault) = fault {
+            self.counters.list_faults_served += 1;
+            if replaces_answer(&fault) {
+                return (ListOutcome::Replaced, Some(fault));
+            }
+            return (
+                self.list_answer(base_url, business_id, api_key, type_filter),
+                Some(fault),
+            );
+        }
+        (self.list_answer(base_url, business_id, api_key, type_filter), None)
+    }
+
+    fn list_answer(
+        &mut self,
+        base_url: &str,
+        business_id: &str,
+        api_key: Option<&str>,
+        type_filter: Option<&str>,
+    ) -> ListOutcome {
         let Some(api_key) = api_key else {
             self.counters.list_unauthorized += 1;
             return ListOutcome::Unauthorized;
@@ -464,27 +577,79 @@ impl State {
         signature: Option<&str>,
         expires: Option<&str>,
         api_key_present: bool,
-    ) -> DownloadOutcome {
+        range: RangeRequest<'_>,
+    ) -> (DownloadOutcome, Option<Fault>) {
         self.counters.download_requests += 1;
         if api_key_present {
             self.counters.download_requests_with_api_key += 1;
         }
-        let outcome = self.check_and_fetch(token, signature, expires);
-        match &outcome {
-            Ok((report_id, run_id, _)) => {
-                self.counters.downloads_served += 1;
-                *self
-                    .counters
-                    .downloads_by_run
-                    .entry((report_id.clone(), run_id.clone()))
-                    .or_default() += 1;
+        if range.range.is_some() {
+            self.counters.download_range_requests += 1;
+        }
+        let mut fault = None;
+        if let Some(grant) = self.grants.get_mut(token) {
+            *self
+                .counters
+                .download_requests_by_report
+                .entry(grant.report_id.clone())
+                .or_default() += 1;
+            fault = self
+                .download_faults
+                .get_mut(&grant.report_id)
+                .and_then(VecDeque::pop_front);
+            if fault.is_some() {
+                self.counters.download_faults_served += 1;
             }
-            Err(_) => self.counters.downloads_denied += 1,
+            if fault == Some(Fault::ExpireUrl) {
+                // The URL expires for good; the regular check below denies it.
+                grant.revoked = true;
+                fault = None;
+            }
         }
-        match outcome {
-            Ok((_, _, csv)) => DownloadOutcome::Ok(csv),
-            Err((code, message)) => DownloadOutcome::Denied { code, message },
+        if fault.as_ref().is_some_and(replaces_answer) {
+            return (DownloadOutcome::Replaced, fault);
         }
+        let (report_id, run_id, csv) = match self.check_and_fetch(token, signature, expires) {
+            Ok(found) => found,
+            Err((code, message)) => {
+                self.counters.downloads_denied += 1;
+                return (DownloadOutcome::Denied { code, message }, fault);
+            }
+        };
+        let etag = etag(&csv);
+        let total = csv.len() as u64;
+        let wanted = match range.range {
+            Some(value) if self.range_support && range.if_range.is_none_or(|v| v.trim() == etag) => {
+                parse_range(value, total)
+            }
+            _ => None,
+        };
+        let outcome = match wanted {
+            None => DownloadOutcome::Full {
+                csv,
+                etag,
+                accept_ranges: self.range_support,
+            },
+            Some(Err(())) => {
+                self.counters.downloads_unsatisfiable += 1;
+                return (DownloadOutcome::Unsatisfiable { total }, fault);
+            }
+            Some(Ok((start, end))) => {
+                self.counters.downloads_partial += 1;
+                // `start <= end < total`, so both fit in usize.
+                let body = csv.slice(start as usize..=end as usize);
+                DownloadOutcome::Partial {
+                    body,
+                    start,
+                    end,
+                    total,
+                    etag,
+                }
+            }
+        };
+        self.counters.downloads_served += 1;
+        *self.counters.downloads_by_run.entry((report_id, run_id)).or_default() += 1;
+        (outcome, fault)
     }
 
     #[allow(clippy::type_complexity)]
@@ -506,7 +671,7 @@ impl State {
         if signature != Some(grant.signature.as_str()) || !expires_ok {
             return Err(BAD_SIGNATURE);
         }
-        if grant.seq < self.valid_from_seq || OffsetDateTime::now_utc() >= grant.expires_at {
+        if grant.revoked || grant.seq < self.valid_from_seq || OffsetDateTime::now_utc() >= grant.expires_at {
             return Err(EXPIRED);
         }
         let run = self
@@ -518,5 +683,77 @@ impl State {
             RunState::Completed { csv, .. } => Ok((grant.report_id.clone(), run.id.clone(), csv.clone())),
             _ => Err(DENIED),
         }
+    }
+}
+
+/// A strong entity tag for a file: FNV-1a of its bytes and its length.
+fn etag(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{hash:016x}-{:x}\"", bytes.len())
+}
+
+/// Reads a single-range `Range` header (`bytes=N-`, `bytes=N-M`, `bytes=-N`) against a
+/// file of `len` bytes: `None` to ignore it (malformed, several ranges, not bytes),
+/// `Some(Err(()))` when it cannot be satisfied, else the inclusive byte range.
+pub(crate) fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        if suffix == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok((len.saturating_sub(suffix), len - 1)));
+    }
+    let start: u64 = first.parse().ok()?;
+    let end = if last.is_empty() {
+        None
+    } else {
+        let end: u64 = last.parse().ok()?;
+        if end < start {
+            return None;
+        }
+        Some(end)
+    };
+    if start >= len {
+        return Some(Err(()));
+    }
+    Some(Ok((start, end.map_or(len - 1, |e| e.min(len - 1)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_read_as_the_rfc_says() {
+        assert_eq!(parse_range("bytes=0-", 10), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=4-", 10), Some(Ok((4, 9))));
+        assert_eq!(parse_range("bytes=4-6", 10), Some(Ok((4, 6))));
+        assert_eq!(parse_range("bytes=4-60", 10), Some(Ok((4, 9))));
+        assert_eq!(parse_range("bytes=-3", 10), Some(Ok((7, 9))));
+        assert_eq!(parse_range("bytes=-30", 10), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=10-", 10), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-", 0), Some(Err(())));
+        assert_eq!(parse_range("bytes=-0", 10), Some(Err(())));
+        assert_eq!(parse_range("bytes=6-4", 10), None);
+        assert_eq!(parse_range("bytes=0-1,4-5", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+        assert_eq!(parse_range("bytes=x-", 10), None);
+    }
+
+    #[test]
+    fn etags_differ_with_content() {
+        assert_eq!(etag(b"abc"), etag(b"abc"));
+        assert_ne!(etag(b"abc"), etag(b"abd"));
+        assert!(etag(b"").starts_with('"') && etag(b"").ends_with('"'));
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::fault::Fault;
 use crate::state::{Counters, Shared};
 use crate::{Config, FakeError, server};
 
@@ -182,6 +183,38 @@ impl FakeVendor {
         self.shared.lock().webhook_payload(&self.shared.base_url, report_id)
     }
 
+    // ----- faults -----
+
+    /// Queues a fault for a coming list request: each list request (of any business)
+    /// takes the oldest queued fault. Queue several for "fail twice, then succeed".
+    pub fn inject_list(&self, fault: Fault) {
+        self.shared.lock().inject_list(fault);
+    }
+
+    /// Queues a fault for a coming file request of this report: each request whose
+    /// signed URL names a run of the report takes the oldest queued fault (requests with
+    /// an unknown token take none).
+    pub fn inject_download(&self, report_id: &str, fault: Fault) -> Result<(), FakeError> {
+        self.shared.lock().inject_download(report_id, fault)
+    }
+
+    /// Faults queued and not yet taken by a request.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().pending_faults()
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        self.shared.lock().clear_faults();
+    }
+
+    /// Whether the file host honours `Range: bytes=…` (the default) with `206` and
+    /// `Content-Range`. When off it ignores `Range`, always answers `200` with the whole
+    /// file and sends no `Accept-Ranges`.
+    pub fn set_range_support(&self, enabled: bool) {
+        self.shared.lock().set_range_support(enabled);
+    }
+
     // ----- counters -----
 
     /// A snapshot of every counter.
@@ -208,7 +241,21 @@ impl FakeVendor {
             .unwrap_or(0)
     }
 
-    /// Files served (200) for this run so far.
+    /// File requests whose URL names a run of this report so far, whatever their outcome.
+    pub fn download_requests_for(&self, report_id: &str) -> u64 {
+        self.counters()
+            .download_requests_by_report
+            .get(report_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// File requests answered `206 Partial Content` so far.
+    pub fn partial_downloads(&self) -> u64 {
+        self.counters().downloads_partial
+    }
+
+    /// Files served (200, or 206 for a range) for this run so far.
     pub fn downloads(&self, report_id: &str, run_id: &str) -> u64 {
         self.counters()
             .downloads_by_run

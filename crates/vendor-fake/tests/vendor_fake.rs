@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use connectly_vendor_fake::{CAMPAIGN_HEADER, CUSTOM_HEADER, Config, FakeVendor, campaign_csv, custom_csv, demo};
+use connectly_vendor_fake::{
+    CAMPAIGN_HEADER, CUSTOM_HEADER, Config, FakeVendor, Fault, HTML_PAGE, JSON_BODY, campaign_csv, custom_csv, demo,
+};
 use serde_json::{Value, json};
 use time::macros::datetime;
 
@@ -16,6 +18,8 @@ struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The error that ended reading, if the connection broke rather than closed.
+    broken: Option<std::io::ErrorKind>,
 }
 
 impl Resp {
@@ -46,7 +50,7 @@ fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    let broken = stream.read_to_end(&mut raw).err().map(|e| e.kind());
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
@@ -62,6 +66,7 @@ fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
         status,
         headers,
         body: Vec::new(),
+        broken,
     };
     if resp
         .header("transfer-encoding")
@@ -647,4 +652,227 @@ fn custom_csv_has_its_columns_and_unique_keys() {
         .collect();
     let overlap = keys.intersection(&other).count();
     assert!(overlap > 0 && overlap < 200, "overlap {overlap}");
+}
+
+// ----- fault injection -----
+
+fn list_resp(vendor: &FakeVendor) -> Resp {
+    get(&list_url(vendor, BIZ), &[("X-API-Key", KEY)])
+}
+
+#[test]
+fn list_faults_are_taken_one_per_request_in_order() {
+    let (vendor, _) = vendor_with_one_report(Config::default());
+    vendor.inject_list(Fault::rate_limited(1));
+    vendor.inject_list(Fault::Status {
+        status: 503,
+        retry_after: Some(2),
+    });
+    vendor.inject_list(Fault::status(500));
+    assert_eq!(vendor.pending_faults(), 3);
+
+    let first = list_resp(&vendor);
+    assert_eq!(first.status, 429);
+    assert_eq!(first.header("retry-after"), Some("1"));
+    let second = list_resp(&vendor);
+    assert_eq!(second.status, 503);
+    assert_eq!(second.header("retry-after"), Some("2"));
+    let third = list_resp(&vendor);
+    assert_eq!(third.status, 500);
+    assert_eq!(third.header("retry-after"), None);
+    // The queue is empty: normal service again.
+    assert_eq!(list_resp(&vendor).status, 200);
+
+    let counters = vendor.counters();
+    assert_eq!(counters.list_requests, 4);
+    assert_eq!(counters.list_faults_served, 3);
+    assert_eq!(vendor.pending_faults(), 0);
+}
+
+#[test]
+fn download_faults_are_queued_per_report() {
+    let (vendor, csv) = vendor_with_one_report(Config::default());
+    vendor.add_report(BIZ, "r2", "Other", "campaign.monthly.v1").unwrap();
+    let csv2 = campaign_csv(5, 9);
+    vendor
+        .publish_run("r2", "run-2", csv2.clone(), datetime!(2025-04-30 12:00:00 UTC))
+        .unwrap();
+    vendor.inject_download("r1", Fault::status(503)).unwrap();
+    vendor.inject_download("r1", Fault::status(500)).unwrap();
+    assert!(vendor.inject_download("nope", Fault::status(500)).is_err());
+    let listed = list(&vendor);
+    let (url1, url2) = (url_of(&listed, 0), url_of(&listed, 1));
+
+    // Another report's downloads take no fault of r1, nor do unknown tokens.
+    assert_eq!(get(&url2, &[]).body, csv2);
+    let unknown = format!("{}/files/nope?X-Signature=ab&Expires=1", vendor.base_url());
+    assert_eq!(get(&unknown, &[]).status, 403);
+    assert_eq!(get(&url1, &[]).status, 503);
+    assert_eq!(get(&url1, &[]).status, 500);
+    let ok = get(&url1, &[]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, csv);
+
+    assert_eq!(vendor.download_requests_for("r1"), 3);
+    assert_eq!(vendor.download_requests_for("r2"), 1);
+    assert_eq!(vendor.downloads("r1", "r1"), 1, "faulted answers are not files served");
+    assert_eq!(vendor.counters().download_faults_served, 2);
+    assert_eq!(vendor.pending_faults(), 0);
+}
+
+#[test]
+fn html_and_json_pages_come_with_status_200() {
+    let (vendor, _) = vendor_with_one_report(Config::default());
+    vendor.inject_download("r1", Fault::HtmlPage).unwrap();
+    vendor.inject_download("r1", Fault::JsonBody).unwrap();
+    vendor
+        .inject_download(
+            "r1",
+            Fault::Respond {
+                status: 200,
+                content_type: "text/csv".into(),
+                body: b"  <html>disguised</html>".to_vec(),
+            },
+        )
+        .unwrap();
+    let url = url_of(&list(&vendor), 0);
+
+    let html = get(&url, &[]);
+    assert_eq!(html.status, 200);
+    assert!(html.header("content-type").unwrap().starts_with("text/html"));
+    assert!(html.text().starts_with("<!DOCTYPE html>"), "{}", html.text());
+    assert_eq!(html.text(), HTML_PAGE);
+    let json = get(&url, &[]);
+    assert_eq!(json.status, 200);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(json.text(), JSON_BODY);
+    serde_json::from_slice::<Value>(&json.body).unwrap();
+    let disguised = get(&url, &[]);
+    assert_eq!(disguised.header("content-type"), Some("text/csv"));
+    assert_eq!(disguised.text(), "  <html>disguised</html>");
+}
+
+#[test]
+fn reset_and_truncation_send_fewer_bytes_than_announced() {
+    let (vendor, csv) = vendor_with_one_report(Config::default());
+    assert!(csv.len() > 1000);
+    vendor.inject_download("r1", Fault::ResetAfter { bytes: 700 }).unwrap();
+    vendor.inject_download("r1", Fault::Truncate { bytes: 300 }).unwrap();
+    let url = url_of(&list(&vendor), 0);
+    vendor.inject_list(Fault::Truncate { bytes: 10 });
+
+    for sent in [700, 300] {
+        let resp = get(&url, &[]);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-length"), Some(csv.len().to_string().as_str()));
+        assert_eq!(resp.body, csv[..sent], "{sent} bytes, then the break");
+    }
+    // The list endpoint takes body faults too.
+    let cut = list_resp(&vendor);
+    assert_eq!(cut.status, 200);
+    assert_eq!(cut.body.len(), 10);
+    assert!(cut.header("content-length").unwrap().parse::<usize>().unwrap() > 10);
+    // Then whole again.
+    assert_eq!(get(&url, &[]).body, csv);
+}
+
+#[test]
+fn a_slow_body_arrives_whole_but_late() {
+    let (vendor, csv) = vendor_with_one_report(Config::default());
+    let chunk = csv.len() / 4 + 1;
+    vendor
+        .inject_download(
+            "r1",
+            Fault::Slow {
+                chunk,
+                delay: Duration::from_millis(80),
+            },
+        )
+        .unwrap();
+    let url = url_of(&list(&vendor), 0);
+    let started = std::time::Instant::now();
+    let resp = get(&url, &[]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, csv);
+    assert!(resp.broken.is_none());
+}
+
+#[test]
+fn an_expire_url_fault_expires_that_url_for_good() {
+    let (vendor, csv) = vendor_with_one_report(Config::default());
+    let url = url_of(&list(&vendor), 0);
+    let other = url_of(&list(&vendor), 0);
+    vendor.inject_download("r1", Fault::ExpireUrl).unwrap();
+    assert_denied(&get(&url, &[]), "AccessDenied", "Request has expired");
+    assert_denied(&get(&url, &[]), "AccessDenied", "Request has expired");
+    // Only the URL used is expired; a URL from a new list works.
+    assert_eq!(get(&other, &[]).body, csv);
+    assert_eq!(get(&url_of(&list(&vendor), 0), &[]).body, csv);
+}
+
+#[test]
+fn ranges_are_served_with_206_until_switched_off() {
+    let (vendor, csv) = vendor_with_one_report(Config::default());
+    let len = csv.len();
+    let url = url_of(&list(&vendor), 0);
+
+    let whole = get(&url, &[]);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let etag = whole.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong ETag: {etag}");
+
+    let part = get(&url, &[("Range", "bytes=100-")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-{}/{len}", len - 1).as_str())
+    );
+    assert_eq!(part.header("content-length"), Some((len - 100).to_string().as_str()));
+    assert_eq!(part.body, csv[100..]);
+    // If-Range with the current ETag keeps the range; a stale one gets the whole file.
+    assert_eq!(
+        get(&url, &[("Range", "bytes=10-19"), ("If-Range", &etag)]).body,
+        csv[10..20]
+    );
+    let stale = get(&url, &[("Range", "bytes=10-"), ("If-Range", "\"other\"")]);
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body, csv);
+    // Past the end: 416 with the length.
+    let past = get(&url, &[("Range", &format!("bytes={len}-"))]);
+    assert_eq!(past.status, 416);
+    assert_eq!(past.header("content-range"), Some(format!("bytes */{len}").as_str()));
+    // A fault spoils a ranged answer's body as well.
+    vendor.inject_download("r1", Fault::ResetAfter { bytes: 50 }).unwrap();
+    let broken = get(&url, &[("Range", "bytes=200-")]);
+    assert_eq!(broken.status, 206);
+    assert_eq!(broken.body, csv[200..250]);
+
+    let counters = vendor.counters();
+    assert_eq!(counters.download_range_requests, 5);
+    assert_eq!(counters.downloads_partial, 3);
+    assert_eq!(counters.downloads_unsatisfiable, 1);
+    assert_eq!(vendor.partial_downloads(), 3);
+
+    vendor.set_range_support(false);
+    let ignored = get(&url, &[("Range", "bytes=100-")]);
+    assert_eq!(ignored.status, 200);
+    assert_eq!(ignored.header("accept-ranges"), None);
+    assert_eq!(ignored.body, csv);
+    assert_eq!(vendor.partial_downloads(), 3);
+}
+
+#[test]
+fn cleared_faults_are_not_served() {
+    let (vendor, _) = vendor_with_one_report(Config::default());
+    vendor.inject_list(Fault::status(500));
+    vendor.inject_download("r1", Fault::status(500)).unwrap();
+    vendor.clear_faults();
+    assert_eq!(vendor.pending_faults(), 0);
+    let url = url_of(&list(&vendor), 0);
+    assert_eq!(get(&url, &[]).status, 200);
 }
