@@ -51,10 +51,8 @@ impl CsvError {
         }
     }
 
-    /// `embedded_newlines`: newlines inside quoted cells before the failing record,
-    /// which the csv crate's line count leaves out.
-    pub(crate) fn from_csv(err: csv::Error, embedded_newlines: u64) -> Self {
-        let line = err.position().map_or(0, |p| p.line()) + embedded_newlines;
+    /// `line`: where the failing record starts.
+    pub(crate) fn from_csv(err: csv::Error, line: u64) -> Self {
         let message = err.to_string();
         match err.into_kind() {
             csv::ErrorKind::Io(e) => CsvError::Io(e),

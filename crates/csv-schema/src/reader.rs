@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::io::Read;
 
 use csv::StringRecord;
@@ -9,13 +10,10 @@ use crate::value::{JsonText, Timestamp};
 /// A streaming reader of one report file: reads and validates the header, then yields
 /// rows one at a time, reusing one record buffer (no allocation per row).
 pub struct ReportReader<R> {
-    csv: csv::Reader<R>,
+    csv: csv::Reader<Lines<R>>,
     header: Header,
     record: StringRecord,
     rows: u64,
-    /// Newlines inside quoted cells read so far: the csv crate counts only record
-    /// terminators, and editors count every line.
-    embedded_newlines: u64,
 }
 
 impl<R: Read> ReportReader<R> {
@@ -25,21 +23,19 @@ impl<R: Read> ReportReader<R> {
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(false)
-            .from_reader(input);
+            .from_reader(Lines::new(input));
         let mut record = StringRecord::new();
-        if !csv.read_record(&mut record).map_err(|e| CsvError::from_csv(e, 0))? {
+        if !csv.read_record(&mut record).map_err(|e| csv_error(&mut csv, e))? {
             return Err(CsvError::Header {
                 problem: "the file is empty: no header row".to_owned(),
             });
         }
         let header = Header::new(record.iter().map(str::to_owned).collect())?;
-        let embedded_newlines = count_newlines(&record);
         Ok(ReportReader {
             csv,
             header,
             record,
             rows: 0,
-            embedded_newlines,
         })
     }
 
@@ -60,11 +56,7 @@ impl<R: Read> ReportReader<R> {
 
     /// The next row as text cells, for any schema; `None` at the end of the file.
     pub fn next_raw_row(&mut self) -> Result<Option<RawRow<'_>>, CsvError> {
-        if !self
-            .csv
-            .read_record(&mut self.record)
-            .map_err(|e| CsvError::from_csv(e, self.embedded_newlines))?
-        {
+        if !self.read_record()? {
             return Ok(None);
         }
         let line = self.advance();
@@ -79,23 +71,24 @@ impl<R: Read> ReportReader<R> {
     /// that differs.
     pub fn next_campaign_row(&mut self) -> Result<Option<CampaignRow<'_>>, CsvError> {
         self.header.expect_campaign()?;
-        if !self
-            .csv
-            .read_record(&mut self.record)
-            .map_err(|e| CsvError::from_csv(e, self.embedded_newlines))?
-        {
+        if !self.read_record()? {
             return Ok(None);
         }
         let line = self.advance();
         CampaignRow::parse(line, &self.record).map(Some)
     }
 
+    fn read_record(&mut self) -> Result<bool, CsvError> {
+        self.csv
+            .read_record(&mut self.record)
+            .map_err(|e| csv_error(&mut self.csv, e))
+    }
+
     /// Counts the record just read; returns the file line where it starts.
     fn advance(&mut self) -> u64 {
         self.rows += 1;
-        let line = self.record.position().map_or(0, csv::Position::line) + self.embedded_newlines;
-        self.embedded_newlines += count_newlines(&self.record);
-        line
+        let start = self.record.position().map(csv::Position::byte);
+        self.csv.get_mut().line_of(start)
     }
 
     /// Reads the rest of the file, validating every row against the schema (typed for
@@ -109,8 +102,70 @@ impl<R: Read> ReportReader<R> {
     }
 }
 
-fn count_newlines(record: &StringRecord) -> u64 {
-    record.as_slice().bytes().filter(|&b| b == b'\n').count() as u64
+/// A csv error, with the line of the record it concerns.
+fn csv_error<R: Read>(csv: &mut csv::Reader<Lines<R>>, err: csv::Error) -> CsvError {
+    let start = err.position().map(csv::Position::byte);
+    let line = csv.get_mut().line_of(start);
+    CsvError::from_csv(err, line)
+}
+
+/// Counts lines as editors do (every LF, inside quoted cells too) on the way into the
+/// csv parser, whose own count depends on how its buffer falls. Keeps the offsets of
+/// the CR and LF bytes not yet behind the current record: a few kilobytes' worth.
+struct Lines<R> {
+    inner: R,
+    /// Bytes read so far.
+    offset: u64,
+    /// LFs before `breaks`.
+    lines_before: u64,
+    /// Offsets of CR and LF bytes read and not yet passed, with whether each is an LF.
+    breaks: VecDeque<(u64, bool)>,
+}
+
+impl<R> Lines<R> {
+    fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            offset: 0,
+            lines_before: 0,
+            breaks: VecDeque::new(),
+        }
+    }
+
+    /// The 1-based line of the first byte of a record starting at byte `start` (the csv
+    /// parser starts a record at the line ends before it, so they are skipped). Calls
+    /// must not go backwards; without a position, the line of the last record asked.
+    fn line_of(&mut self, start: Option<u64>) -> u64 {
+        let Some(start) = start else {
+            return self.lines_before + 1;
+        };
+        while let Some(&(at, lf)) = self.breaks.front()
+            && at < start
+        {
+            self.lines_before += u64::from(lf);
+            self.breaks.pop_front();
+        }
+        // Line ends right at `start` (and after it, without a gap) precede the record.
+        let skipped = (start..)
+            .zip(&self.breaks)
+            .take_while(|(next, (at, _))| at == next)
+            .filter(|(_, (_, lf))| *lf)
+            .count();
+        self.lines_before + 1 + skipped as u64
+    }
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' || b == b'\r' {
+                self.breaks.push_back((self.offset + i as u64, b == b'\n'));
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// One row as text cells, in header order.

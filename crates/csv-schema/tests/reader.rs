@@ -180,3 +180,28 @@ fn header_errors() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn line_numbers_count_every_newline_whatever_the_line_ends() {
+    // Found by the property tests: with LF line ends the csv crate sometimes counts a
+    // newline inside a quoted cell itself, and the reader counted it a second time.
+    let mut cells = good();
+    cells[4] = "\n";
+    for (eol, blank) in [("\n", ""), ("\r\n", ""), ("\n", "\n\n"), ("\r\n", "\r\n\r\n")] {
+        let csv = format!("{HEADER}{eol}{}{eol}{blank}{}{eol}a,b{eol}", row(cells), row(good()));
+        let mut reader = read_file(csv.as_bytes());
+        assert_eq!(
+            reader.next_campaign_row().unwrap().unwrap().line,
+            2,
+            "{eol:?} {blank:?}"
+        );
+        let second = reader.next_campaign_row().unwrap().unwrap().line;
+        let skipped = blank.matches('\n').count() as u64;
+        assert_eq!(second, 4 + skipped, "{eol:?} {blank:?}");
+        let e = reader.validate_to_end().unwrap_err();
+        assert!(
+            matches!(e, CsvError::Record { line, .. } if line == 5 + skipped),
+            "{eol:?} {blank:?}: {e}"
+        );
+    }
+}
