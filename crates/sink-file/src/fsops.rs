@@ -18,7 +18,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `.<final name>.tmp-<pid>-<counter>-<nanoseconds>`.
 ///
 /// Final names end in `.csv` or `.manifest.json`; a temporary name starts with a dot
-/// and ends in digits, so neither a reader's `*.csv` glob nor [`is_temp_of`] can take
+/// and ends in digits, so neither a reader's `*.csv` glob nor [`temp_owner`] can take
 /// one for the other.
 pub(crate) fn temp_name(final_name: &str) -> String {
     let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -28,22 +28,33 @@ pub(crate) fn temp_name(final_name: &str) -> String {
     format!(".{final_name}.tmp-{}-{counter}-{nanos}", std::process::id())
 }
 
-/// Whether `file_name` is a temporary file [`temp_name`] made for `final_name`. The
-/// suffix must be exactly three digit groups, so another run whose encoded id happens
-/// to extend this one's (`a` and `a.csv.tmp-1`) is never mistaken for it.
-pub(crate) fn is_temp_of(file_name: &str, final_name: &str) -> bool {
-    let Some(rest) = file_name
+/// The process id that made `file_name`, if it is a temporary file [`temp_name`] made
+/// for `final_name`. The suffix must be exactly three digit groups, so another run
+/// whose encoded id happens to extend this one's (`a` and `a.csv.tmp-1`) is never
+/// mistaken for it.
+pub(crate) fn temp_owner(file_name: &str, final_name: &str) -> Option<u32> {
+    let rest = file_name
         .strip_prefix('.')
         .and_then(|s| s.strip_prefix(final_name))
-        .and_then(|s| s.strip_prefix(".tmp-"))
-    else {
-        return false;
-    };
+        .and_then(|s| s.strip_prefix(".tmp-"))?;
     let groups: Vec<&str> = rest.split('-').collect();
-    groups.len() == 3
+    let well_formed = groups.len() == 3
         && groups
             .iter()
-            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()));
+    if well_formed { groups[0].parse().ok() } else { None }
+}
+
+/// Whether the process that made a temporary file may still be writing it. Another
+/// live process (a second sync with its own state folder delivering the same run into
+/// the same folder) must keep its temporary file; only a dead writer's is a leftover.
+/// Where liveness cannot be told (no `/proc`), every writer counts as alive.
+pub(crate) fn writer_alive(pid: u32) -> bool {
+    let proc_root = Path::new("/proc/self");
+    if !proc_root.exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A temporary file that is removed when dropped, unless it was published.
@@ -153,7 +164,7 @@ mod tests {
     fn temp_names_are_recognised_and_never_final() {
         for final_name in ["run-1.csv", "run-1.manifest.json", ".hidden.csv", "%2E%2E.csv"] {
             let name = temp_name(final_name);
-            assert!(is_temp_of(&name, final_name), "{name}");
+            assert!(temp_owner(&name, final_name).is_some(), "{name}");
             assert!(name.starts_with('.'));
             assert!(!name.ends_with(".csv") && !name.ends_with(".json"), "{name}");
             assert_ne!(temp_name(final_name), name, "names repeat");
@@ -162,15 +173,15 @@ mod tests {
 
     #[test]
     fn other_runs_and_final_files_are_not_temp_files() {
-        assert!(is_temp_of(".a.csv.tmp-1-2-3", "a.csv"));
-        assert!(!is_temp_of("a.csv", "a.csv"));
-        assert!(!is_temp_of(".a.csv", "a.csv"));
-        assert!(!is_temp_of(".a.csv.tmp-1-2", "a.csv"));
-        assert!(!is_temp_of(".a.csv.tmp-1-2-x", "a.csv"));
-        assert!(!is_temp_of(".a.csv.tmp-1--3", "a.csv"));
+        assert_eq!(temp_owner(".a.csv.tmp-1-2-3", "a.csv"), Some(1));
+        assert!(temp_owner("a.csv", "a.csv").is_none());
+        assert!(temp_owner(".a.csv", "a.csv").is_none());
+        assert!(temp_owner(".a.csv.tmp-1-2", "a.csv").is_none());
+        assert!(temp_owner(".a.csv.tmp-1-2-x", "a.csv").is_none());
+        assert!(temp_owner(".a.csv.tmp-1--3", "a.csv").is_none());
         // The temporary file of run `a.csv.tmp-5` (file `a.csv.tmp-5.csv`).
-        assert!(!is_temp_of(".a.csv.tmp-5.csv.tmp-1-2-3", "a.csv"));
-        assert!(!is_temp_of(".ab.csv.tmp-1-2-3", "a.csv"));
+        assert!(temp_owner(".a.csv.tmp-5.csv.tmp-1-2-3", "a.csv").is_none());
+        assert!(temp_owner(".ab.csv.tmp-1-2-3", "a.csv").is_none());
     }
 
     #[test]

@@ -42,7 +42,10 @@
 //! - Each file is written to a temporary file in the same folder, named
 //!   `.<final name>.tmp-<pid>-<counter>-<nanos>` (hidden, and never ending in `.csv` or
 //!   `.json`), flushed with `fsync`, renamed over its final name, and the folder is
-//!   `fsync`ed. A reader therefore sees a final file whole or not at all.
+//!   `fsync`ed. A reader therefore sees a final file whole or not at all. A temporary
+//!   file whose writing process is dead is a crash leftover and is removed on the next
+//!   delivery of that run; one of a live process (another sync delivering the same run
+//!   into the same folder) is left alone.
 //! - While copying from the spool, the sink counts and hashes the bytes (streaming
 //!   through a 1 MiB buffer); content that does not match the declared size and SHA-256
 //!   is discarded before it gets a final name.
@@ -56,7 +59,8 @@
 //! - Temporary files a crashed attempt left behind are removed by the next delivery of
 //!   the same run.
 //! - Deliveries of the same run within one process are serialised. Two processes
-//!   delivering the same run into one root at the same time are not supported.
+//!   delivering the same run into one root at the same time both succeed: each
+//!   publishes the same verified bytes by rename, so readers see one whole copy.
 //!
 //! # Errors
 //! A full disk or quota (`ENOSPC`, `EDQUOT`), an interrupted, timed-out, would-block
@@ -101,7 +105,7 @@ use async_trait::async_trait;
 use connectly_sink::{Delivered, RunData, RunInfo, Sink, SinkError, layout};
 use time::OffsetDateTime;
 
-use crate::fsops::{CopyError, Digested, TempFile, copy_hashed, is_temp_of, sync_dir};
+use crate::fsops::{CopyError, Digested, TempFile, copy_hashed, sync_dir, temp_owner, writer_alive};
 pub use connectly_sink::{MANIFEST_FORMAT_VERSION, Manifest};
 
 /// Locks serialising deliveries of the same run; runs hash onto one of them.
@@ -410,15 +414,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes temporary files an earlier, interrupted delivery of this run left behind.
+    /// Removes temporary files an earlier, interrupted delivery of this run left behind
+    /// (their writer is dead); a live writer's temporary file is left alone.
     fn remove_leftovers(&self, paths: &RunPaths) -> Result<(), SinkError> {
         let listing = || format!("listing the folder {}", self.at(&paths.dir_key));
         for entry in fs::read_dir(&paths.dir).map_err(|e| self.io_error(listing(), e))? {
             let entry = entry.map_err(|e| self.io_error(listing(), e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !(is_temp_of(name, &paths.data_name) || is_temp_of(name, &paths.manifest_name)) {
-                continue;
+            let owner = temp_owner(name, &paths.data_name).or_else(|| temp_owner(name, &paths.manifest_name));
+            match owner {
+                Some(pid) if !writer_alive(pid) => {}
+                _ => continue,
             }
             match fs::remove_file(entry.path()) {
                 Ok(()) => {

@@ -215,8 +215,12 @@ async fn crash_leftovers_are_cleaned_and_identical_data_reused() {
     std::fs::create_dir_all(&folder).unwrap();
     // A crash after the data rename, before the manifest, with temporary files of both.
     std::fs::write(&data_path, &fixture.bytes).unwrap();
-    std::fs::write(folder.join(format!(".{data_name}.tmp-4242-0-123")), b"partial").unwrap();
-    std::fs::write(folder.join(format!(".{manifest_name}.tmp-4242-1-456")), b"{").unwrap();
+    std::fs::write(folder.join(format!(".{data_name}.tmp-999999999-0-123")), b"partial").unwrap();
+    std::fs::write(folder.join(format!(".{manifest_name}.tmp-999999999-1-456")), b"{").unwrap();
+    // A live process's temporary file (another sync delivering the same run right now;
+    // this test process stands in for it) is not a leftover.
+    let live_temp = format!(".{data_name}.tmp-{}-9-789", std::process::id());
+    std::fs::write(folder.join(&live_temp), b"being written").unwrap();
     // Another run's temporary file and an unrelated file are not this run's to remove.
     let other_temp = format!(".{data_name}.tmp-7.csv.tmp-1-2-3");
     std::fs::write(folder.join(&other_temp), b"other").unwrap();
@@ -239,7 +243,7 @@ async fn crash_leftovers_are_cleaned_and_identical_data_reused() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     remaining.sort();
-    let mut expected = vec![data_name, manifest_name, other_temp, "notes.txt".to_owned()];
+    let mut expected = vec![data_name, manifest_name, live_temp, other_temp, "notes.txt".to_owned()];
     expected.sort();
     assert_eq!(remaining, expected);
 }
