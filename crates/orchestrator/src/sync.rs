@@ -3,12 +3,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use connectly_csv::ReportReader;
-use connectly_model::{BusinessId, OffsetDateTime, Report, ReportType, Run, RunStatus, SignedUrl};
+use connectly_model::{BusinessId, OffsetDateTime, Report, ReportId, ReportType, Run, RunId, RunStatus, SignedUrl};
 use connectly_sink::layout::encode_component;
 use connectly_sink::{RunData, RunInfo, Sink};
 use futures_util::StreamExt;
+use futures_util::future::try_join_all;
 use futures_util::stream::FuturesUnordered;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use crate::error::SyncError;
@@ -27,7 +29,12 @@ pub struct SyncOptions {
     pub report_types: Vec<ReportType>,
     /// The state folder: ledger, lock, spool and quarantine.
     pub state_dir: PathBuf,
+    /// How many runs are downloaded (and validated) at the same time; at least 1,
+    /// 4 by default.
+    pub max_concurrent_downloads: usize,
 }
+
+const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 4;
 
 impl SyncOptions {
     /// Every report type of `business_id`, with state in `state_dir`.
@@ -36,7 +43,14 @@ impl SyncOptions {
             business_id,
             report_types: Vec::new(),
             state_dir,
+            max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         }
+    }
+
+    /// Downloads at most `n` runs at the same time (0 is read as 1).
+    pub fn with_max_concurrent_downloads(mut self, n: usize) -> Self {
+        self.max_concurrent_downloads = n.max(1);
+        self
     }
 
     /// Restricts the sync to these report types (empty: all).
@@ -51,6 +65,20 @@ pub struct Syncer {
     source: Arc<dyn Source>,
     sinks: Vec<Arc<dyn Sink>>,
     options: SyncOptions,
+    /// Bounds the downloads (and their validation) in flight across reports.
+    download_slots: Semaphore,
+    /// Runs are handed to the sinks one at a time, as when reports were synced in turn.
+    delivering: Mutex<()>,
+}
+
+/// What syncing one listed report produced.
+struct ReportSynced {
+    /// One outcome, or two when the report moved on to a newer run meanwhile.
+    outcomes: Vec<ReportOutcome>,
+    /// The runs synced from the listing, so the spool retry skips them.
+    runs: Vec<(ReportId, RunId)>,
+    /// List requests made to refresh expired URLs.
+    refresh_lists: u32,
 }
 
 /// Where a run's data comes from for this sync.
@@ -77,7 +105,14 @@ enum Fetched {
 impl Syncer {
     /// A syncer reading from `source` and delivering to `sinks`.
     pub fn new(source: Arc<dyn Source>, sinks: Vec<Arc<dyn Sink>>, options: SyncOptions) -> Self {
-        Syncer { source, sinks, options }
+        let download_slots = Semaphore::new(options.max_concurrent_downloads.max(1));
+        Syncer {
+            source,
+            sinks,
+            options,
+            download_slots,
+            delivering: Mutex::new(()),
+        }
     }
 
     /// Syncs once: every completed run that some sink lacks is delivered to it.
@@ -111,24 +146,22 @@ impl Syncer {
             list_requests: 1,
             ..SyncReport::default()
         };
+        // Reports are synced concurrently: their downloads overlap up to
+        // `max_concurrent_downloads`, their deliveries take turns. Ledger calls are
+        // synchronous and every future runs on this task, so they never interleave.
+        // The summary keeps the listing order.
+        let synced = try_join_all(
+            reports
+                .into_iter()
+                .filter(|r| types.is_empty() || types.contains(&r.report_type))
+                .map(|report| self.sync_listed(&ledger, report)),
+        )
+        .await?;
         let mut listed = HashSet::new();
-        for report in reports
-            .into_iter()
-            .filter(|r| types.is_empty() || types.contains(&r.report_type))
-        {
-            // A report whose URL expired while it moved on to a newer run is synced
-            // again with that run (once: the newer run's URL is fresh).
-            let mut next = Some((report, true));
-            while let Some((report, may_refresh)) = next.take() {
-                if let Some(run) = &report.last_run {
-                    listed.insert((report.id.clone(), run.id.clone()));
-                }
-                let (outcome, newer) = self
-                    .sync_report(&ledger, &report, may_refresh, &mut summary.list_requests)
-                    .await?;
-                summary.reports.push(outcome);
-                next = newer.map(|newer| (newer, false));
-            }
+        for report in synced {
+            summary.reports.extend(report.outcomes);
+            summary.list_requests += report.refresh_lists;
+            listed.extend(report.runs);
         }
         // Runs the API no longer lists but some sink still lacks: retry from the spool.
         for run in ledger.spooled_runs(business)? {
@@ -141,6 +174,28 @@ impl Syncer {
             summary.reports.push(self.retry_from_spool(&ledger, &run).await?);
         }
         Ok(summary)
+    }
+
+    /// Syncs a listed report's latest run. A report whose URL expired while it moved on
+    /// to a newer run is synced again with that run (once: the newer run's URL is fresh).
+    async fn sync_listed(&self, ledger: &Ledger, report: Report) -> Result<ReportSynced, SyncError> {
+        let mut synced = ReportSynced {
+            outcomes: Vec::new(),
+            runs: Vec::new(),
+            refresh_lists: 0,
+        };
+        let mut next = Some((report, true));
+        while let Some((report, may_refresh)) = next.take() {
+            if let Some(run) = &report.last_run {
+                synced.runs.push((report.id.clone(), run.id.clone()));
+            }
+            let (outcome, newer) = self
+                .sync_report(ledger, &report, may_refresh, &mut synced.refresh_lists)
+                .await?;
+            synced.outcomes.push(outcome);
+            next = newer.map(|newer| (newer, false));
+        }
+        Ok(synced)
     }
 
     /// Syncs a report's latest run. `may_refresh`: whether an expired URL may be
@@ -203,6 +258,11 @@ impl Syncer {
         outcome.rows = seen.rows;
         outcome.bytes = seen.bytes;
         if pending.is_empty() {
+            // A crash after the last sink's confirmation but before the spool's removal
+            // leaves the spool behind: every sink has the run, so it goes now.
+            if let Some(path) = &seen.spool_path {
+                remove_spool(ledger, &key, path)?;
+            }
             outcome.action = RunAction::UpToDate;
             outcome.sinks = self.already_delivered();
             return Ok((outcome, None));
@@ -228,6 +288,7 @@ impl Syncer {
         outcome.rows = Some(data.rows);
         outcome.bytes = Some(data.bytes);
         let info = run_info(&seen, now);
+        let _turn = self.delivering.lock().await;
         outcome.sinks = self.deliver(ledger, &key, &info, &data, &pending, &delivered).await?;
         outcome.action = RunAction::Delivered;
         Ok((outcome, None))
@@ -337,6 +398,15 @@ impl Syncer {
             .filter(|s| !delivered.contains(s.name()))
             .cloned()
             .collect();
+        if pending.is_empty() {
+            // Every sink has it; the file may already be gone (a crash inside `remove_spool`).
+            if let Some(path) = &run.spool_path {
+                remove_spool(ledger, &key, path)?;
+            }
+            outcome.action = RunAction::UpToDate;
+            outcome.sinks = self.already_delivered();
+            return Ok(outcome);
+        }
         let Some(data) = self.spooled(run) else {
             let error = format!(
                 "run {} of report {}: its spool file is gone and the API no longer lists the run, so it cannot be fetched again",
@@ -347,12 +417,6 @@ impl Syncer {
             outcome.action = RunAction::Failed { error };
             return Ok(outcome);
         };
-        if pending.is_empty() {
-            remove_spool(ledger, &key, &data.path)?;
-            outcome.action = RunAction::UpToDate;
-            outcome.sinks = self.already_delivered();
-            return Ok(outcome);
-        }
         let info = run_info(run, OffsetDateTime::now_utc());
         outcome.sinks = self.deliver(ledger, &key, &info, &data, &pending, &delivered).await?;
         Ok(outcome)
@@ -408,6 +472,8 @@ impl Syncer {
             source,
         })?;
         let path = dir.join(format!("{}.csv", encode_component(key.run_id.as_str())));
+        // Held until the file is validated; the semaphore is never closed.
+        let _slot = self.download_slots.acquire().await.ok();
         info!(run = %key.run_id, report = %key.report_id, url = %url, "downloading");
         let download = match self.source.download(url, &path).await {
             Ok(d) => d,
@@ -538,14 +604,16 @@ impl Syncer {
     }
 }
 
+/// Deletes a delivered run's spool file, then forgets it in the ledger: a crash in
+/// between leaves a ledger entry whose file is gone (cleared by the next sync), never a
+/// file the ledger no longer knows about.
 fn remove_spool(ledger: &Ledger, key: &RunKey<'_>, path: &Path) -> Result<(), SyncError> {
-    ledger.clear_spool(key)?;
     if let Err(e) = std::fs::remove_file(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         warn!("removing delivered spool file {}: {e}", path.display());
     }
-    Ok(())
+    ledger.clear_spool(key)
 }
 
 /// `run R of report P (type)`, the subject of a run's errors.
@@ -572,6 +640,7 @@ mod tests {
 
     use std::path::Path;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
     use connectly_client::{ClientError, Download, StatusCode};
@@ -1081,6 +1150,77 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A source listing `reports` completed reports whose downloads take a while and
+    /// count how many are in flight at once.
+    struct SlowSource {
+        reports: usize,
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+        lists: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Source for SlowSource {
+        async fn list_reports(&self, _: &BusinessId, _: Option<ReportType>) -> Result<Vec<Report>, ClientError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            Ok((0..self.reports)
+                .map(|i| report(&format!("p{i}"), "t", &format!("r{i}"), RunStatus::Completed))
+                .collect())
+        }
+
+        async fn download(&self, _: &SignedUrl, dest: &Path) -> Result<Download, ClientError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            csv_download(dest)
+        }
+    }
+
+    #[tokio::test]
+    async fn downloads_of_several_reports_overlap_up_to_the_limit_and_never_beyond() {
+        for limit in [1, 3, 4] {
+            let state = tempfile::tempdir().unwrap();
+            let source = Arc::new(SlowSource {
+                reports: 7,
+                in_flight: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                lists: AtomicUsize::new(0),
+            });
+            let mut dest = sink("dest");
+            delivers(&mut dest, 7);
+            let options =
+                SyncOptions::new("biz".into(), state.path().to_path_buf()).with_max_concurrent_downloads(limit);
+            let syncer = Syncer::new(source.clone(), vec![Arc::new(dest) as Arc<dyn Sink>], options);
+            let report = syncer.run().await.unwrap();
+            assert!(report.is_ok(), "{report:?}");
+            assert_eq!(source.peak.load(Ordering::SeqCst), limit, "limit {limit}");
+            assert_eq!(source.lists.load(Ordering::SeqCst), 1);
+            assert_eq!(report.list_requests, 1);
+            // The summary keeps the listing order, whatever order the downloads end in.
+            let ids: Vec<_> = report.reports.iter().map(|r| r.report_id.to_string()).collect();
+            assert_eq!(ids, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
+            assert!(report.reports.iter().all(|r| r.action == RunAction::Delivered));
+            let ledger = Ledger::open(state.path()).unwrap();
+            for i in 0..7 {
+                let report_id = format!("p{i}");
+                let run_id = format!("r{i}");
+                let deliveries = ledger
+                    .deliveries(&"biz".into(), &report_id.as_str().into(), &run_id.as_str().into())
+                    .unwrap();
+                assert_eq!(deliveries.len(), 1);
+                assert_eq!(deliveries[0].state, "delivered");
+            }
+        }
+    }
+
+    #[test]
+    fn the_download_limit_defaults_to_four_and_is_at_least_one() {
+        let options = SyncOptions::new("biz".into(), "state".into());
+        assert_eq!(options.max_concurrent_downloads, 4);
+        assert_eq!(options.with_max_concurrent_downloads(0).max_concurrent_downloads, 1);
     }
 
     #[tokio::test]
