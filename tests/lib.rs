@@ -60,17 +60,26 @@ impl World {
 
     /// Runs `connectly-sync ARGS` with `env` added to business id and base URL.
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env_remove("CONNECTLY_API_KEY")
-            .env_remove("RUST_LOG")
-            .env("CONNECTLY_BUSINESS_ID", BUSINESS)
-            .env("CONNECTLY_BASE_URL", self.vendor.base_url());
+        let mut cmd = self.command(args);
+        cmd.env_remove("CONNECTLY_API_KEY");
         for (k, v) in env {
             cmd.env(k, v);
         }
         Run(cmd.output().expect("connectly-sync runs"))
+    }
+
+    /// `connectly-sync ARGS`, not started yet: key, business id and base URL in the
+    /// environment, the scratch folder as working directory. For tests that start the
+    /// binary in the background (to kill it, or to run two at once).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("CONNECTLY_API_KEY", KEY)
+            .env("CONNECTLY_BUSINESS_ID", BUSINESS)
+            .env("CONNECTLY_BASE_URL", self.vendor.base_url());
+        cmd
     }
 
     /// `sync --json` into the given sinks; asserts the exit code.
@@ -153,6 +162,26 @@ impl std::fmt::Debug for Run {
 pub fn sqlite3(db: &Path, sql: &str) -> Vec<String> {
     let out = Command::new("sqlite3")
         .arg("-readonly")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 CLI is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs the `sqlite3` CLI read-write, as any reader after a crash may have to: a hot
+/// rollback journal (or a WAL) left by a killed writer is recovered on open, which a
+/// `-readonly` connection cannot do.
+pub fn sqlite3_rw(db: &Path, sql: &str) -> Vec<String> {
+    let out = Command::new("sqlite3")
         .arg(db)
         .arg(sql)
         .output()

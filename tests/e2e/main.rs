@@ -3,7 +3,10 @@
 //! (the `sqlite3` CLI, the csv crate, the bytes on disk).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod concurrency;
+mod crash;
 mod faults;
+mod malformed;
 mod resilience;
 mod s3;
 mod sync;
