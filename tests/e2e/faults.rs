@@ -133,3 +133,56 @@ fn a_second_sync_on_the_same_state_folder_is_refused_while_one_runs() {
     let run = w.run(&["sync", "--sink", "file:files"]);
     assert_eq!(run.code(), 0, "{run:?}");
 }
+
+#[test]
+fn a_wrong_header_for_a_campaign_report_type_is_refused_and_shown() {
+    let w = World::new();
+    w.campaign("daily", "run-1", "campaign.daily.v1", 10, 1);
+    w.sync(&["sqlite:db.sqlite", "file:files"], 0);
+    // The next run of the same type comes with a renamed column: not the report.
+    let good = String::from_utf8(campaign_csv_for(BUSINESS, 5, 2)).unwrap();
+    let renamed = good.replacen("sent_at", "sentAt", 1);
+    w.vendor
+        .publish_run(
+            "daily",
+            "run-2",
+            renamed.clone().into_bytes(),
+            datetime!(2025-05-01 00:00:00 UTC),
+        )
+        .unwrap();
+    let result = w.sync(&["sqlite:db.sqlite", "file:files"], 1);
+    let report = &result["reports"][0];
+    assert_eq!(report["action"], "failed", "{result:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("run run-2") && error.contains("campaign.daily.v1"),
+        "{error}"
+    );
+    assert!(error.contains("column 6 is `sentAt`, expected `sent_at`"), "{error}");
+    assert!(error.contains("received header: \"customer_external_id,"), "{error}");
+    // Nothing of it anywhere, and no table was invented for it.
+    let db = w.path("db.sqlite");
+    assert_eq!(
+        sqlite3_count(&db, "SELECT count(*) FROM connectly_runs WHERE run_id = 'run-2'"),
+        0
+    );
+    assert_eq!(sqlite3_count(&db, "SELECT count(*) FROM connectly_tables"), 0);
+    assert!(files_under(&w.path("files")).iter().all(|f| !f.contains("run-2")));
+    let quarantined = files_under(&w.path(".connectly-sync/quarantine"));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    // A type that never had the campaign columns still loads whatever its header is.
+    w.vendor
+        .add_report(BUSINESS, "custom", "Custom", "campaign.daily.custom")
+        .unwrap();
+    w.vendor
+        .publish_run("custom", "run-c", custom_csv(3, 1), datetime!(2025-05-01 00:00:00 UTC))
+        .unwrap();
+    let result = w.sync(&["sqlite:db.sqlite", "file:files"], 1);
+    let custom = result["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["report_id"] == "custom")
+        .unwrap();
+    assert_eq!(custom["action"], "delivered", "{result:#}");
+}

@@ -99,6 +99,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (business_id, report_id, run_id, sink)
 );
+CREATE TABLE IF NOT EXISTS campaign_types (
+    business_id TEXT NOT NULL,
+    report_type TEXT NOT NULL,
+    first_run   TEXT NOT NULL,
+    PRIMARY KEY (business_id, report_type)
+);
 ";
 
 fn fmt_time(t: OffsetDateTime) -> String {
@@ -271,6 +277,31 @@ impl Ledger {
             )
             .map(drop)
             .map_err(self.err(format!("recording an error of run {}", key.run_id)))
+    }
+
+    /// Whether an earlier run of this report type had the campaign report's columns.
+    pub(crate) fn is_campaign_type(&self, business: &BusinessId, report_type: &ReportType) -> Result<bool, SyncError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM campaign_types WHERE business_id = ?1 AND report_type = ?2",
+                params![business.as_str(), report_type.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.err(format!("looking up the schema of report type {report_type}")))
+    }
+
+    /// Records that a run of this report type had the campaign report's columns: later
+    /// runs of the type must have them too.
+    pub(crate) fn record_campaign_type(&self, key: &RunKey<'_>, report_type: &ReportType) -> Result<(), SyncError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO campaign_types (business_id, report_type, first_run) VALUES (?1, ?2, ?3)",
+                params![key.business_id.as_str(), report_type.as_str(), key.run_id.as_str()],
+            )
+            .map(drop)
+            .map_err(self.err(format!("recording the schema of report type {report_type}")))
     }
 
     /// Names of the sinks that confirmed delivery of a run.

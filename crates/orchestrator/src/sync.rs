@@ -81,6 +81,24 @@ struct ReportSynced {
     refresh_lists: u32,
 }
 
+/// What validating a spooled file found.
+struct Validated {
+    /// Data rows.
+    rows: u64,
+    /// Why the header is not the campaign report's, if it is not.
+    not_campaign: Option<String>,
+    /// The header row, comma-joined.
+    header: String,
+}
+
+/// At most `max` characters of `text`, marked when cut.
+fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Where a run's data comes from for this sync.
 enum Data {
     Ready(RunData),
@@ -492,23 +510,47 @@ impl Syncer {
         };
         let validated = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            tokio::task::spawn_blocking(move || -> Result<Validated, String> {
                 let file = std::fs::File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
                 let mut reader =
                     ReportReader::new(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
-                reader.validate_to_end().map_err(|e| e.to_string())
+                let not_campaign = reader.header().expect_campaign().err().map(|e| e.to_string());
+                let header = reader.header().names().join(",");
+                let rows = reader.validate_to_end().map_err(|e| e.to_string())?;
+                Ok(Validated {
+                    rows,
+                    not_campaign,
+                    header,
+                })
             })
             .await
             .unwrap_or_else(|e| Err(format!("validation task failed: {e}")))
         };
+        // A report type whose earlier runs had the campaign columns must keep them: a
+        // different header is a wrong file, not a new undocumented report.
+        let validated = match validated {
+            Ok(v) => match &v.not_campaign {
+                Some(why) if ledger.is_campaign_type(key.business_id, &seen.report_type)? => Err(format!(
+                    "earlier runs of {} had the campaign report's columns but this file's header does not ({why}); \
+                     received header: {:?}",
+                    seen.report_type,
+                    excerpt(&v.header, 300)
+                )),
+                _ => Ok(v),
+            },
+            Err(problem) => Err(problem),
+        };
         match validated {
-            Ok(rows) => {
-                ledger.record_spool(key, &path, download.bytes, &download.sha256, rows)?;
+            Ok(v) => {
+                if v.not_campaign.is_none() {
+                    ledger.record_campaign_type(key, &seen.report_type)?;
+                }
+                ledger.record_spool(key, &path, download.bytes, &download.sha256, v.rows)?;
                 Ok(Data::Ready(RunData {
                     path,
                     bytes: download.bytes,
                     sha256: download.sha256,
-                    rows,
+                    rows: v.rows,
                 }))
             }
             Err(problem) => {
