@@ -9,5 +9,6 @@ mod faults;
 mod malformed;
 mod resilience;
 mod s3;
+mod storage;
 mod sync;
 mod usage;

@@ -50,10 +50,25 @@ pub enum SyncError {
 impl SyncError {
     /// Whether running the sync again later may succeed without a change by a person.
     pub fn is_temporary(&self) -> bool {
+        use std::io::ErrorKind;
         match self {
             SyncError::Locked { .. } => true,
             SyncError::List(e) => e.is_temporary(),
-            _ => false,
+            // A full disk or a busy database clears without a change to the setup.
+            SyncError::StateDir { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::Interrupted | ErrorKind::TimedOut
+            ),
+            SyncError::Ledger { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::SystemIoFailure
+                )
+            ),
+            SyncError::Options(_) => false,
         }
     }
 }
