@@ -160,3 +160,31 @@ fn an_expired_url_is_refreshed_with_a_second_list_request() {
     assert_eq!(w.vendor.counters().downloads_denied, 1);
     assert_landed_once(&w, &csv);
 }
+
+/// A slow body that keeps moving is not an error: only an idle body times out, never a
+/// long download as a whole (runs of hundreds of megabytes take minutes).
+#[test]
+fn a_slow_but_steady_body_is_downloaded_whole() {
+    let (w, csv) = daily(400);
+    // About 40 pauses of 50 ms: two seconds, longer than any per-request total timeout
+    // a careless client would set for small bodies.
+    let chunk = csv.len() / 40 + 1;
+    w.vendor
+        .inject_download(
+            "daily",
+            Fault::Slow {
+                chunk,
+                delay: Duration::from_millis(50),
+            },
+        )
+        .unwrap();
+    let started = Instant::now();
+    let result = w.sync(&SINKS, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the fault was not applied"
+    );
+    assert_eq!(result["delivered_runs"], 1, "{result:#}");
+    assert_eq!(w.vendor.downloads("daily", "run-1"), 1, "downloaded once, not retried");
+    assert_landed_once(&w, &csv);
+}
