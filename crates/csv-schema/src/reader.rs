@@ -109,17 +109,32 @@ fn csv_error<R: Read>(csv: &mut csv::Reader<Lines<R>>, err: csv::Error) -> CsvEr
     CsvError::from_csv(err, line)
 }
 
-/// Counts lines as editors do (every LF, inside quoted cells too) on the way into the
-/// csv parser, whose own count depends on how its buffer falls. Keeps the offsets of
-/// the CR and LF bytes not yet behind the current record: a few kilobytes' worth.
+/// Counts lines as editors do (every LF, CRLF or lone CR, inside quoted cells too) on
+/// the way into the csv parser, whose own count depends on how its buffer falls. Keeps
+/// the offsets of the CR and LF bytes not yet behind the current record: a few
+/// kilobytes' worth.
 struct Lines<R> {
     inner: R,
     /// Bytes read so far.
     offset: u64,
-    /// LFs before `breaks`.
+    /// Line ends before `breaks`.
     lines_before: u64,
-    /// Offsets of CR and LF bytes read and not yet passed, with whether each is an LF.
-    breaks: VecDeque<(u64, bool)>,
+    /// CR and LF bytes read and not yet passed.
+    breaks: VecDeque<Break>,
+    /// A CR counted and passed before the byte after it was read: if that byte is an LF,
+    /// the CR was half of a CRLF and must not count.
+    passed_cr: Option<u64>,
+}
+
+/// A CR or LF byte in the input.
+#[derive(Clone, Copy)]
+struct Break {
+    /// Its offset.
+    at: u64,
+    /// CR, else LF.
+    is_cr: bool,
+    /// Whether it ends a line: an LF or a lone CR does; the CR of a CRLF does not.
+    ends_line: bool,
 }
 
 impl<R> Lines<R> {
@@ -129,6 +144,7 @@ impl<R> Lines<R> {
             offset: 0,
             lines_before: 0,
             breaks: VecDeque::new(),
+            passed_cr: None,
         }
     }
 
@@ -139,17 +155,20 @@ impl<R> Lines<R> {
         let Some(start) = start else {
             return self.lines_before + 1;
         };
-        while let Some(&(at, lf)) = self.breaks.front()
-            && at < start
+        while let Some(&brk) = self.breaks.front()
+            && brk.at < start
         {
-            self.lines_before += u64::from(lf);
+            self.lines_before += u64::from(brk.ends_line);
             self.breaks.pop_front();
+            if brk.is_cr && brk.at + 1 == self.offset {
+                self.passed_cr = Some(brk.at);
+            }
         }
         // Line ends right at `start` (and after it, without a gap) precede the record.
         let skipped = (start..)
             .zip(&self.breaks)
-            .take_while(|(next, (at, _))| at == next)
-            .filter(|(_, (_, lf))| *lf)
+            .take_while(|(next, brk)| brk.at == *next)
+            .filter(|(_, brk)| brk.ends_line)
             .count();
         self.lines_before + 1 + skipped as u64
     }
@@ -158,9 +177,32 @@ impl<R> Lines<R> {
 impl<R: Read> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n > 0 && self.passed_cr.is_some_and(|cr| cr + 1 < self.offset) {
+            self.passed_cr = None;
+        }
         for (i, &b) in buf[..n].iter().enumerate() {
-            if b == b'\n' || b == b'\r' {
-                self.breaks.push_back((self.offset + i as u64, b == b'\n'));
+            let at = self.offset + i as u64;
+            if b == b'\n' {
+                // The CR of a CRLF, possibly read in the previous chunk, ends no line.
+                if let Some(cr) = self.breaks.back_mut()
+                    && cr.is_cr
+                    && cr.at + 1 == at
+                {
+                    cr.ends_line = false;
+                } else if self.passed_cr.is_some_and(|cr| cr + 1 == at) {
+                    self.lines_before = self.lines_before.saturating_sub(1);
+                }
+                self.breaks.push_back(Break {
+                    at,
+                    is_cr: false,
+                    ends_line: true,
+                });
+            } else if b == b'\r' {
+                self.breaks.push_back(Break {
+                    at,
+                    is_cr: true,
+                    ends_line: true,
+                });
             }
         }
         self.offset += n as u64;

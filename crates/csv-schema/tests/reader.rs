@@ -205,3 +205,34 @@ fn line_numbers_count_every_newline_whatever_the_line_ends() {
         );
     }
 }
+
+/// Hands the reader one byte per `read`, so every CR and LF falls on a chunk edge.
+struct OneByte<'a>(&'a [u8]);
+
+impl std::io::Read for OneByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((&b, rest)), Some(slot)) => {
+                *slot = b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+#[test]
+fn lone_cr_crlf_and_lf_each_end_one_line_however_the_input_is_chunked() {
+    // Line 1 header (lone CR), line 2 row (CRLF), line 3 row (LF), line 4 blank (CR), line 5 row.
+    let csv = b"date,n\r2025-01-01,1\r\n2025-01-02,2\n\r2025-01-03,3\n";
+    fn lines(mut reader: ReportReader<impl std::io::Read>) -> Vec<u64> {
+        let mut lines = Vec::new();
+        while let Some(row) = reader.next_raw_row().unwrap() {
+            lines.push(row.line);
+        }
+        lines
+    }
+    assert_eq!(lines(ReportReader::new(&csv[..]).unwrap()), [2, 3, 5]);
+    assert_eq!(lines(ReportReader::new(OneByte(csv)).unwrap()), [2, 3, 5]);
+}
