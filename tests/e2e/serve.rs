@@ -552,9 +552,29 @@ fn the_server_refuses_to_start_without_a_secret_or_with_an_unsafe_setting() {
             all.extend(["--listen", "127.0.0.1:0"]);
         }
         all.extend(args);
-        let mut env = env.to_vec();
-        env.push(("CONNECTLY_API_KEY", KEY));
-        w.run_with_env(&all, &env)
+        // Spawned and bounded: a server that starts after all must fail the test, not
+        // hang it.
+        let mut cmd = w.command(&all);
+        cmd.env_remove("CONNECTLY_WEBHOOK_SECRET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("serve {all:?} started instead of refusing:\n{:?}", Run(out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Run(child.wait_with_output().unwrap())
     };
     let no_secret = run(&["--poll-every", "0"], &[]);
     assert_eq!(no_secret.code(), 2, "{no_secret:?}");
