@@ -57,6 +57,7 @@ fn start_with_env(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         n += 1;
     };
     let mut cmd = w.command(&args);
+    cmd.env_remove("CONNECTLY_WEBHOOK_SECRET");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -598,6 +599,21 @@ fn the_server_refuses_to_start_without_a_secret_or_with_an_unsafe_setting() {
     let bad_poll = run(&["--poll-every", "15"], &[("CONNECTLY_WEBHOOK_SECRET", SECRET)]);
     assert!(bad_poll.stderr().contains("needs a unit"), "{bad_poll:?}");
     assert_eq!(bad_poll.code(), 2, "{bad_poll:?}");
+
+    std::fs::write(w.path("secret.txt"), format!("{SECRET}\n")).unwrap();
+    let both = run(
+        &["--webhook-secret-file", "secret.txt"],
+        &[("CONNECTLY_WEBHOOK_SECRET", SECRET)],
+    );
+    assert_eq!(both.code(), 2, "{both:?}");
+    assert!(both.stderr().contains("use one"), "{both:?}");
+
+    // The secret from a file (its trailing newline trimmed).
+    w.campaign("file-secret", "f1", "campaign.daily.v1", 10, 12);
+    let s = start_with_env(&w, &["--poll-every", "0", "--webhook-secret-file", "secret.txt"], &[]);
+    assert_eq!(s.fire(&w, "file-secret").status, 202);
+    wait_until("f1 in both sinks", || landed(&w, "f1"));
+    drop(s);
 
     // On loopback, the explicit flag lets anyone post.
     w.campaign("daily", "r1", "campaign.daily.v1", 10, 6);
