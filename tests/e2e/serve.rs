@@ -772,3 +772,29 @@ fn webhook_to_sink_latency() {
     );
     assert!(latencies[2] < Duration::from_secs(10), "{latencies:?}");
 }
+
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    use std::io::{Read, Write};
+    let w = World::new();
+    let s = start(&w, &["--poll-every", "0"]);
+    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /webhooks/connectly HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"topic\":",
+        s.addr
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        s.metrics()
+            .contains("connectly_webhooks_rejected_total{reason=\"body_timeout\"} 1")
+    );
+    assert!(events(&w).is_empty());
+}

@@ -71,7 +71,7 @@ Presenting the secret (compared in constant time; missing: 401, wrong: 403):
 
 Answers: 202 recorded (committed to the ledger, processed at once), 200 duplicate or
 ignored (other topic, run not completed, type not synced), 400 malformed, 413 over
-64 KiB, 503 ledger unavailable (the sender should retry).
+64 KiB, 408 body not sent within 10 s, 503 ledger unavailable (the sender should retry).
 
 The server holds the state folder's lock while it runs: a `sync` on the same folder
 exits 3. Polling and webhooks share one pipeline; every run lands once per sink.

@@ -22,6 +22,10 @@ use crate::metrics::Metrics;
 /// Largest webhook body accepted; the documented payload is well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long an authenticated request may take to send its body (a slow sender would
+/// otherwise hold a connection and a task for as long as it likes).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The header that may carry the secret instead of `Authorization: Bearer`.
 pub const TOKEN_HEADER: &str = "x-connectly-webhook-token";
 
@@ -179,7 +183,16 @@ async fn accept(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return too_large(&app);
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
+    let Ok(read) = read else {
+        return reject(
+            &app,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+        );
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) => {
             let inner = e.into_inner();

@@ -4,7 +4,8 @@
 //!   shared secret (`Authorization: Bearer SECRET`, `X-Connectly-Webhook-Token: SECRET`,
 //!   or as a last path segment, `POST {webhook_path}/SECRET`, for senders that cannot set
 //!   headers), compared in constant time: missing → 401, wrong → 403. Bodies over
-//!   [`MAX_BODY_BYTES`] → 413; invalid JSON → 400 without echoing the body. The event is
+//!   [`MAX_BODY_BYTES`] → 413, bodies slower than [`BODY_TIMEOUT`] → 408; invalid JSON →
+//!   400 without echoing the body. The event is
 //!   recorded in the ledger (committed, `synchronous=FULL`) and only then acknowledged
 //!   (202 `recorded`); a run announced again → 200 `duplicate`; other topics, runs not
 //!   completed and report types outside `--type` → 200 `ignored`. A signed URL whose
@@ -50,7 +51,7 @@ pub use config::{
     AllowedHost, Allowlist, MIN_SECRET_LEN, UrlRefusal, VENDOR_REPORT_HOST, WebhookSecret, parse_duration,
 };
 pub use error::ServerError;
-pub use http::{MAX_BODY_BYTES, TOKEN_HEADER};
+pub use http::{BODY_TIMEOUT, MAX_BODY_BYTES, TOKEN_HEADER};
 pub use metrics::Metrics;
 pub use worker::MAX_EVENT_ATTEMPTS;
 

@@ -37,7 +37,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "connectly_webhooks_rejected_total",
         Kind::Counter,
-        "Webhook requests refused, by reason (missing_secret, wrong_secret, too_large, malformed, ledger_unavailable).",
+        "Webhook requests refused, by reason (missing_secret, wrong_secret, too_large, body_timeout, malformed, ledger_unavailable).",
     ),
     (
         "connectly_webhooks_accepted_total",
