@@ -9,6 +9,7 @@ mod faults;
 mod malformed;
 mod resilience;
 mod s3;
+mod serve;
 mod storage;
 mod sync;
 mod usage;

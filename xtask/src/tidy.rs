@@ -93,8 +93,12 @@ const RULES: &[Rule] = &[
            why: "a sink builds on the model, the Sink trait and the CSV schema, never on the client, \
                  orchestrator or CLI" },
     Rule { subject: Name("connectly-orchestrator"), reach: Transitive,
-           forbid: &[Name("connectly-sync"), Prefix("connectly-sink-")], allow: &[],
+           forbid: &[Name("connectly-sync"), Name("connectly-server"), Prefix("connectly-sink-")], allow: &[],
            why: "the orchestrator drives any Sink; the binary picks concrete sinks (dev-dependencies may use them)" },
+    Rule { subject: Name("connectly-server"), reach: Transitive,
+           forbid: &[Name("connectly-sync"), Prefix("connectly-sink-"), Name("connectly-vendor-fake")], allow: &[],
+           why: "the server drives any Sink through the orchestrator; the binary picks concrete sinks and reads \
+                 argv and the environment" },
     Rule { subject: Name("connectly-vendor-fake"), reach: Transitive, forbid: &[Ours], allow: &[],
            why: "the vendor stand-in is independent of our crates, so it cannot share their bugs" },
     Rule { subject: OursExcept(&["connectly-sync", "connectly-e2e", "xtask"]), reach: Direct,
@@ -455,6 +459,7 @@ mod tests {
         "connectly-sink-file",
         "connectly-sink-sqlite",
         "connectly-orchestrator",
+        "connectly-server",
         "connectly-sync",
         "connectly-vendor-fake",
         "connectly-e2e",
@@ -486,6 +491,9 @@ mod tests {
             ("connectly-orchestrator", "connectly-sink", NORMAL),
             ("connectly-orchestrator", "connectly-csv", NORMAL),
             ("connectly-orchestrator", "connectly-sink-file", DEV),
+            ("connectly-server", "connectly-orchestrator", NORMAL),
+            ("connectly-server", "axum", NORMAL),
+            ("connectly-sync", "connectly-server", NORMAL),
             ("connectly-sync", "connectly-orchestrator", NORMAL),
             ("connectly-sync", "connectly-sink-file", NORMAL),
             ("connectly-sync", "connectly-sink-sqlite", NORMAL),
@@ -591,11 +599,36 @@ mod tests {
     }
 
     #[test]
-    fn the_orchestrator_may_use_sinks_only_in_dev_dependencies() -> Result<()> {
+    fn the_server_may_not_pick_concrete_sinks_nor_the_orchestrator_the_server() -> Result<()> {
         assert_one(
-            &workspace(&[("connectly-orchestrator", "connectly-sink-sqlite", NORMAL)])?,
+            &workspace(&[("connectly-server", "connectly-sink-sqlite", NORMAL)])?,
+            "connectly-server -> connectly-sink-sqlite",
+            "connectly-server -> connectly-sink-sqlite",
+        );
+        assert_one(
+            &workspace(&[("connectly-orchestrator", "connectly-server", NORMAL)])?,
+            "connectly-orchestrator -> connectly-server",
+            "connectly-orchestrator -> connectly-server",
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_orchestrator_may_use_sinks_only_in_dev_dependencies() -> Result<()> {
+        // The server, above the orchestrator, inherits the violation and is named too.
+        let violations = workspace(&[("connectly-orchestrator", "connectly-sink-sqlite", NORMAL)])?;
+        let (orchestrator, server): (Vec<String>, Vec<String>) = violations
+            .into_iter()
+            .partition(|v| v.starts_with("forbidden dependency connectly-orchestrator"));
+        assert_one(
+            &orchestrator,
             "connectly-orchestrator -> connectly-sink-sqlite",
             "connectly-orchestrator -> connectly-sink-sqlite",
+        );
+        assert_one(
+            &server,
+            "connectly-server -> connectly-sink-sqlite",
+            "connectly-server -> connectly-orchestrator -> connectly-sink-sqlite",
         );
         assert_eq!(
             workspace(&[("connectly-orchestrator", "connectly-sink-sqlite", DEV)])?.len(),

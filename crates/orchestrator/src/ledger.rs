@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use connectly_model::{BusinessId, OffsetDateTime, ReportId, ReportType, RunId};
+use connectly_model::{BusinessId, OffsetDateTime, Report, ReportId, ReportType, Run, RunId, RunResult, RunStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::format_description::well_known::Rfc3339;
 
@@ -55,6 +55,70 @@ pub struct LedgerDelivery {
     pub updated_at: OffsetDateTime,
 }
 
+/// A run announced to this state folder from outside the listing (a webhook), and
+/// what became of it. The signed URL is never stored: it is a credential, and it
+/// expires within minutes anyway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEvent {
+    /// The event's number in this ledger.
+    pub id: i64,
+    /// The business.
+    pub business_id: BusinessId,
+    /// The report configuration.
+    pub report_id: ReportId,
+    /// The run announced.
+    pub run_id: RunId,
+    /// The report's type.
+    pub report_type: ReportType,
+    /// The report's name.
+    pub report_name: String,
+    /// When the run completed, if the announcement said.
+    pub created_at: Option<OffsetDateTime>,
+    /// When the first announcement was recorded.
+    pub received_at: OffsetDateTime,
+    /// How many times the run was announced (duplicates included).
+    pub received: u64,
+    /// `pending` (to be processed), `done` or `failed` (given up).
+    pub state: String,
+    /// Processing attempts so far.
+    pub attempts: u64,
+    /// When a pending event is due again after a failed attempt.
+    pub next_attempt: Option<OffsetDateTime>,
+    /// When the event was done or given up.
+    pub finished_at: Option<OffsetDateTime>,
+    /// What the last attempt found (an error while pending or failed).
+    pub note: Option<String>,
+}
+
+impl LedgerEvent {
+    /// The report and its run as the announcement gave them, without a URL.
+    pub fn report(&self) -> Report {
+        Report {
+            id: self.report_id.clone(),
+            name: self.report_name.clone(),
+            report_type: self.report_type.clone(),
+            last_run: Some(Run {
+                id: self.run_id.clone(),
+                status: RunStatus::Completed,
+                result: Some(RunResult {
+                    url: None,
+                    expires_at: None,
+                    created_at: self.created_at,
+                }),
+            }),
+        }
+    }
+}
+
+/// What [`Ledger::record_event`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRecorded {
+    /// The event's number.
+    pub id: i64,
+    /// False when the same run had been announced before (a duplicate delivery).
+    pub new: bool,
+}
+
 /// The record of every run seen and, per sink, whether it was delivered: a SQLite
 /// database `ledger.db` in the state folder (WAL, `synchronous=FULL`).
 pub struct Ledger {
@@ -98,6 +162,27 @@ CREATE TABLE IF NOT EXISTS deliveries (
     error       TEXT,
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (business_id, report_id, run_id, sink)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    business_id  TEXT NOT NULL,
+    report_id    TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    report_type  TEXT NOT NULL,
+    report_name  TEXT NOT NULL,
+    created_at   TEXT,
+    received_at  TEXT NOT NULL,
+    received     INTEGER NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,
+    finished_at  TEXT,
+    note         TEXT,
+    UNIQUE (business_id, report_id, run_id)
+);
+CREATE TABLE IF NOT EXISTS probes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS campaign_types (
     business_id TEXT NOT NULL,
@@ -383,6 +468,130 @@ impl Ledger {
             )
             .map(drop)
             .map_err(self.err(format!("recording delivery of run {} to {sink}", key.run_id)))
+    }
+}
+
+/// Webhook events.
+impl Ledger {
+    /// Records the announcement of `report`'s run (which must be given) durably: when
+    /// this returns, the row is committed (`synchronous=FULL`). Announcing a run again
+    /// only counts the duplicate.
+    pub fn record_event(
+        &self,
+        business: &BusinessId,
+        report: &Report,
+        now: OffsetDateTime,
+    ) -> Result<EventRecorded, SyncError> {
+        let Some(run) = &report.last_run else {
+            return Err(SyncError::Options(format!(
+                "an event of report {} must name a run",
+                report.id
+            )));
+        };
+        let (id, received) = self
+            .conn
+            .query_row(
+                "INSERT INTO events (business_id, report_id, run_id, report_type, report_name, created_at,
+                                     received_at, received, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending')
+                 ON CONFLICT (business_id, report_id, run_id) DO UPDATE SET received = events.received + 1
+                 RETURNING id, received",
+                params![
+                    business.as_str(),
+                    report.id.as_str(),
+                    run.id.as_str(),
+                    report.report_type.as_str(),
+                    report.name,
+                    run.created_at().map(fmt_time),
+                    fmt_time(now),
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(self.err(format!("recording an event of run {}", run.id)))?;
+        Ok(EventRecorded { id, new: received == 1 })
+    }
+
+    /// Every event of `business`, oldest first.
+    pub fn events(&self, business: &BusinessId) -> Result<Vec<LedgerEvent>, SyncError> {
+        self.query_events("WHERE business_id = ?1 ORDER BY id", business)
+    }
+
+    /// The pending events of `business`, oldest first (due or not).
+    pub fn pending_events(&self, business: &BusinessId) -> Result<Vec<LedgerEvent>, SyncError> {
+        self.query_events("WHERE business_id = ?1 AND state = 'pending' ORDER BY id", business)
+    }
+
+    fn query_events(&self, filter: &str, business: &BusinessId) -> Result<Vec<LedgerEvent>, SyncError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, business_id, report_id, run_id, report_type, report_name, created_at, received_at,
+                        received, state, attempts, next_attempt, finished_at, note FROM events {filter}"
+            ))
+            .map_err(self.err("listing events"))?;
+        stmt.query_map([business.as_str()], |r| {
+            Ok(LedgerEvent {
+                id: r.get(0)?,
+                business_id: BusinessId::new(r.get::<_, String>(1)?),
+                report_id: ReportId::new(r.get::<_, String>(2)?),
+                run_id: RunId::new(r.get::<_, String>(3)?),
+                report_type: ReportType::new(r.get::<_, String>(4)?),
+                report_name: r.get(5)?,
+                created_at: r.get::<_, Option<String>>(6)?.as_deref().and_then(parse_time),
+                received_at: parse_time(&r.get::<_, String>(7)?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                received: r.get::<_, i64>(8)?.max(0) as u64,
+                state: r.get(9)?,
+                attempts: r.get::<_, i64>(10)?.max(0) as u64,
+                next_attempt: r.get::<_, Option<String>>(11)?.as_deref().and_then(parse_time),
+                finished_at: r.get::<_, Option<String>>(12)?.as_deref().and_then(parse_time),
+                note: r.get(13)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.err("listing events"))
+    }
+
+    /// Records an attempt that finished the event (`state` `done`, or `failed` when
+    /// given up), with an optional note.
+    pub fn finish_event(
+        &self,
+        id: i64,
+        failed: bool,
+        note: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), SyncError> {
+        self.conn
+            .execute(
+                "UPDATE events SET state = ?2, attempts = attempts + 1, next_attempt = NULL, finished_at = ?3,
+                                   note = ?4
+                 WHERE id = ?1",
+                params![id, if failed { "failed" } else { "done" }, fmt_time(now), note],
+            )
+            .map(drop)
+            .map_err(self.err(format!("finishing event {id}")))
+    }
+
+    /// Records a failed attempt of a pending event, due again at `next_attempt`.
+    pub fn retry_event(&self, id: i64, error: &str, next_attempt: OffsetDateTime) -> Result<(), SyncError> {
+        self.conn
+            .execute(
+                "UPDATE events SET attempts = attempts + 1, next_attempt = ?2, note = ?3
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, fmt_time(next_attempt), error],
+            )
+            .map(drop)
+            .map_err(self.err(format!("rescheduling event {id}")))
+    }
+
+    /// Writes (and syncs) one small row: whether the ledger can be written right now.
+    pub fn probe_writable(&self, now: OffsetDateTime) -> Result<(), SyncError> {
+        self.conn
+            .execute(
+                "INSERT INTO probes (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                [fmt_time(now)],
+            )
+            .map(drop)
+            .map_err(self.err("writing a probe row"))
     }
 }
 

@@ -34,7 +34,8 @@ mod source;
 mod sync;
 
 pub use error::SyncError;
-pub use ledger::{Ledger, LedgerDelivery, LedgerRun};
+pub use ledger::{EventRecorded, Ledger, LedgerDelivery, LedgerEvent, LedgerRun};
+pub use lock::StateLock;
 pub use report::{ReportOutcome, RunAction, SinkOutcome, SyncReport};
 pub use source::Source;
 pub use sync::{SyncOptions, Syncer};

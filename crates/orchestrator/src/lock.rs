@@ -3,15 +3,19 @@ use std::path::{Path, PathBuf};
 
 use crate::error::SyncError;
 
-/// An exclusive lock on a state folder, held for the life of a sync. The OS releases
-/// it when the process dies, so a crash never leaves a stale lock.
+/// An exclusive lock on a state folder (`STATE/lock`), held for the life of a sync, or
+/// of a long-running process that syncs in-process ([`crate::Syncer::run_locked`]).
+/// The OS releases it when the process dies, so a crash never leaves a stale lock.
 #[derive(Debug)]
-pub(crate) struct StateLock {
+pub struct StateLock {
     _file: File,
+    state_dir: PathBuf,
 }
 
 impl StateLock {
-    pub(crate) fn acquire(state_dir: &Path) -> Result<Self, SyncError> {
+    /// Takes the lock of `state_dir` (which must exist), or fails with
+    /// [`SyncError::Locked`] when another process holds it.
+    pub fn acquire(state_dir: &Path) -> Result<Self, SyncError> {
         let lock: PathBuf = state_dir.join("lock");
         let file = OpenOptions::new()
             .create(true)
@@ -24,7 +28,10 @@ impl StateLock {
                 source,
             })?;
         match file.try_lock() {
-            Ok(()) => Ok(StateLock { _file: file }),
+            Ok(()) => Ok(StateLock {
+                _file: file,
+                state_dir: state_dir.to_path_buf(),
+            }),
             Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Locked {
                 path: state_dir.to_path_buf(),
                 lock,
@@ -35,5 +42,12 @@ impl StateLock {
                 source,
             }),
         }
+    }
+}
+
+impl StateLock {
+    /// The locked state folder.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 }

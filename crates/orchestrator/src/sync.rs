@@ -99,6 +99,15 @@ fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// How the syncer learned of a report's run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// From the API's listing: its URL (or its lack of one) is the API's answer.
+    Listed,
+    /// Announced by the caller (a webhook): a missing URL means "ask the API".
+    Announced,
+}
+
 /// Where a run's data comes from for this sync.
 enum Data {
     Ready(RunData),
@@ -139,19 +148,20 @@ impl Syncer {
     /// the list request fails); a run or sink that fails is reported in the result and
     /// stays pending for the next sync.
     pub async fn run(&self) -> Result<SyncReport, SyncError> {
-        let names: HashSet<&str> = self.sinks.iter().map(|s| s.name()).collect();
-        if names.len() != self.sinks.len() {
-            return Err(SyncError::Options("the same sink is configured twice".to_owned()));
-        }
+        self.prepare()?;
+        let lock = StateLock::acquire(&self.options.state_dir)?;
+        self.run_locked(&lock).await
+    }
+
+    /// [`Syncer::run`] under a lock of the state folder that the caller already holds:
+    /// for a long-running process (`connectly-sync serve`) that keeps the folder for its
+    /// lifetime and runs its syncs in-process, one at a time.
+    ///
+    /// Fails with [`SyncError::Options`] when `lock` is not the lock of this syncer's
+    /// state folder.
+    pub async fn run_locked(&self, lock: &StateLock) -> Result<SyncReport, SyncError> {
+        self.check_lock(lock)?;
         let state = &self.options.state_dir;
-        for dir in [state.clone(), state.join("spool"), state.join("quarantine")] {
-            std::fs::create_dir_all(&dir).map_err(|source| SyncError::StateDir {
-                path: dir.clone(),
-                action: "creating the folder",
-                source,
-            })?;
-        }
-        let _lock = StateLock::acquire(state)?;
         let ledger = Ledger::open(state)?;
         let business = &self.options.business_id;
         let types = &self.options.report_types;
@@ -172,7 +182,7 @@ impl Syncer {
             reports
                 .into_iter()
                 .filter(|r| types.is_empty() || types.contains(&r.report_type))
-                .map(|report| self.sync_listed(&ledger, report)),
+                .map(|report| self.sync_listed(&ledger, report, Origin::Listed)),
         )
         .await?;
         let mut listed = HashSet::new();
@@ -194,24 +204,83 @@ impl Syncer {
         Ok(summary)
     }
 
-    /// Syncs a listed report's latest run. A report whose URL expired while it moved on
-    /// to a newer run is synced again with that run (once: the newer run's URL is fresh).
-    async fn sync_listed(&self, ledger: &Ledger, report: Report) -> Result<ReportSynced, SyncError> {
+    /// Syncs runs announced outside the listing (by a webhook, say) through the same
+    /// pipeline as [`Syncer::run`]: ledger, spool (reused when present), every sink that
+    /// lacks the run, ledger. Nothing is listed unless needed: a run whose URL is
+    /// missing (e.g. refused by the caller's allowlist), past its `expires_at` or
+    /// refused as expired is fetched with a fresh URL from one list request for its
+    /// report's type. Runs already delivered everywhere cost nothing; runs of report
+    /// types outside [`SyncOptions::report_types`] are left out of the result.
+    ///
+    /// Give at most one run per report: two runs of one report in the same call could
+    /// both fall back to the same fresh run.
+    pub async fn sync_announced(&self, lock: &StateLock, reports: Vec<Report>) -> Result<SyncReport, SyncError> {
+        self.check_lock(lock)?;
+        let ledger = Ledger::open(&self.options.state_dir)?;
+        let types = &self.options.report_types;
+        let synced = try_join_all(
+            reports
+                .into_iter()
+                .filter(|r| types.is_empty() || types.contains(&r.report_type))
+                .map(|report| self.sync_listed(&ledger, report, Origin::Announced)),
+        )
+        .await?;
+        let mut summary = SyncReport::default();
+        for report in synced {
+            summary.reports.extend(report.outcomes);
+            summary.list_requests += report.refresh_lists;
+        }
+        Ok(summary)
+    }
+
+    /// Refuses the same sink twice; creates the state folder and its subfolders.
+    fn prepare(&self) -> Result<(), SyncError> {
+        let names: HashSet<&str> = self.sinks.iter().map(|s| s.name()).collect();
+        if names.len() != self.sinks.len() {
+            return Err(SyncError::Options("the same sink is configured twice".to_owned()));
+        }
+        let state = &self.options.state_dir;
+        for dir in [state.clone(), state.join("spool"), state.join("quarantine")] {
+            std::fs::create_dir_all(&dir).map_err(|source| SyncError::StateDir {
+                path: dir.clone(),
+                action: "creating the folder",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// [`Syncer::prepare`], and `lock` must be the lock of this syncer's state folder.
+    fn check_lock(&self, lock: &StateLock) -> Result<(), SyncError> {
+        if lock.state_dir() != self.options.state_dir {
+            return Err(SyncError::Options(format!(
+                "the lock held is for state folder {}, not {}",
+                lock.state_dir().display(),
+                self.options.state_dir.display()
+            )));
+        }
+        self.prepare()
+    }
+
+    /// Syncs a listed (or announced) report's latest run. A report whose URL expired
+    /// while it moved on to a newer run is synced again with that run (once: the newer
+    /// run's URL is fresh).
+    async fn sync_listed(&self, ledger: &Ledger, report: Report, origin: Origin) -> Result<ReportSynced, SyncError> {
         let mut synced = ReportSynced {
             outcomes: Vec::new(),
             runs: Vec::new(),
             refresh_lists: 0,
         };
-        let mut next = Some((report, true));
-        while let Some((report, may_refresh)) = next.take() {
+        let mut next = Some((report, true, origin));
+        while let Some((report, may_refresh, origin)) = next.take() {
             if let Some(run) = &report.last_run {
                 synced.runs.push((report.id.clone(), run.id.clone()));
             }
             let (outcome, newer) = self
-                .sync_report(ledger, &report, may_refresh, &mut synced.refresh_lists)
+                .sync_report(ledger, &report, may_refresh, origin, &mut synced.refresh_lists)
                 .await?;
             synced.outcomes.push(outcome);
-            next = newer.map(|newer| (newer, false));
+            next = newer.map(|newer| (newer, false, Origin::Listed));
         }
         Ok(synced)
     }
@@ -225,6 +294,7 @@ impl Syncer {
         ledger: &Ledger,
         report: &Report,
         may_refresh: bool,
+        origin: Origin,
         list_requests: &mut u32,
     ) -> Result<(ReportOutcome, Option<Report>), SyncError> {
         let mut outcome = ReportOutcome {
@@ -288,7 +358,7 @@ impl Syncer {
         let fetched = match self.spooled(&seen) {
             Some(data) => Fetched::Ready(data),
             None => {
-                self.fetch_run(ledger, &key, &seen, report, run, may_refresh, list_requests)
+                self.fetch_run(ledger, &key, &seen, report, run, (may_refresh, origin), list_requests)
                     .await?
             }
         };
@@ -325,17 +395,19 @@ impl Syncer {
         seen: &LedgerRun,
         report: &Report,
         run: &Run,
-        may_refresh: bool,
+        (may_refresh, origin): (bool, Origin),
         list_requests: &mut u32,
     ) -> Result<Fetched, SyncError> {
         let what = run_label(key, &seen.report_type);
         let now = OffsetDateTime::now_utc();
         let expiry = run.expires_at().filter(|at| *at <= now && run.download_url().is_some());
+        let unannounced_url = origin == Origin::Announced && run.download_url().is_none();
         let why = match expiry {
             Some(at) if may_refresh => format!(
                 "its download URL expired at {}",
                 at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
             ),
+            None if may_refresh && unannounced_url => "it was announced without a usable download URL".to_owned(),
             _ => match self.fetch(ledger, key, seen, run.download_url(), may_refresh).await? {
                 Data::Ready(data) => return Ok(Fetched::Ready(data)),
                 Data::Failed(error) => return Ok(Fetched::Failed(error)),
@@ -1284,5 +1356,103 @@ mod tests {
         let report = syncer(source, vec![dest], state.path(), &[]).run().await.unwrap();
         assert!(report.is_ok());
         assert_eq!(report.list_requests, 1);
+    }
+
+    #[tokio::test]
+    async fn an_announced_run_with_a_url_is_delivered_without_any_list_request() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source.expect_list_reports().never();
+        downloads_csv(&mut source, 1);
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let syncer = syncer(source, vec![dest], state.path(), &[]);
+        let lock = StateLock::acquire(state.path()).unwrap();
+        let announced = report_with_url("a", "r1", "https://files.example/r1?sig=x", None);
+        let report = syncer.sync_announced(&lock, vec![announced.clone()]).await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.list_requests, 0);
+        assert_eq!(report.reports[0].action, RunAction::Delivered);
+        // Announced again (a duplicate), or found by a regular sync: nothing to do.
+        let again = syncer.sync_announced(&lock, vec![announced]).await.unwrap();
+        assert_eq!(again.reports[0].action, RunAction::UpToDate);
+        // A second lock on the same folder is refused, even in the same process.
+        assert!(matches!(
+            StateLock::acquire(state.path()),
+            Err(SyncError::Locked { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_announced_run_without_a_url_is_fetched_through_the_api() {
+        let state = tempfile::tempdir().unwrap();
+        let fresh = "https://files.example/r1?sig=fresh";
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .with(eq(BusinessId::new("biz")), eq(Some(ReportType::new("t"))))
+            .times(1)
+            .returning(move |_, _| Ok(vec![report_with_url("a", "r1", fresh, None)]));
+        source
+            .expect_download()
+            .withf(move |url, _| url.expose() == fresh)
+            .times(1)
+            .returning(|_, dest| csv_download(dest));
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let syncer = syncer(source, vec![dest], state.path(), &[]);
+        let lock = StateLock::acquire(state.path()).unwrap();
+        let mut announced = report_with_url("a", "r1", "unused", None);
+        if let Some(run) = announced.last_run.as_mut() {
+            run.result = Some(RunResult::default());
+        }
+        let report = syncer.sync_announced(&lock, vec![announced]).await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.list_requests, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_another_folder_is_refused() {
+        let state = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source.expect_list_reports().never();
+        let syncer = syncer(source, vec![], state.path(), &[]);
+        let lock = StateLock::acquire(other.path()).unwrap();
+        assert!(matches!(syncer.run_locked(&lock).await, Err(SyncError::Options(_))));
+    }
+
+    #[test]
+    fn events_are_recorded_once_counted_when_repeated_and_finished() {
+        let state = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(state.path()).unwrap();
+        let biz = BusinessId::new("biz");
+        let now = OffsetDateTime::now_utc();
+        let announced = report_with_url("a", "r1", "https://files.example/r1?sig=secret", None);
+        let first = ledger.record_event(&biz, &announced, now).unwrap();
+        assert!(first.new);
+        let again = ledger.record_event(&biz, &announced, now).unwrap();
+        assert_eq!(
+            again,
+            crate::EventRecorded {
+                id: first.id,
+                new: false
+            }
+        );
+        let pending = ledger.pending_events(&biz).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].received, 2);
+        assert_eq!(pending[0].report().last_run.unwrap().download_url(), None);
+        ledger.retry_event(first.id, "sink down", now).unwrap();
+        assert_eq!(ledger.pending_events(&biz).unwrap()[0].attempts, 1);
+        ledger.finish_event(first.id, false, None, now).unwrap();
+        assert!(ledger.pending_events(&biz).unwrap().is_empty());
+        let events = ledger.events(&biz).unwrap();
+        assert_eq!((events[0].state.as_str(), events[0].attempts), ("done", 2));
+        // The signed URL is a credential: never stored.
+        let raw = std::fs::read(state.path().join("ledger.db")).unwrap_or_default();
+        let wal = std::fs::read(state.path().join("ledger.db-wal")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&[raw, wal].concat()).contains("sig=secret"));
+        ledger.probe_writable(now).unwrap();
     }
 }

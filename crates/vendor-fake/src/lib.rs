@@ -15,6 +15,8 @@
 //!   errors, bodies cut short or trickling, an HTML or JSON page instead of the file, a URL
 //!   that expires under the client's feet. The file host honours single `Range` requests
 //!   (`206` with `Content-Range`, strong `ETag`, `If-Range`) unless told not to.
+//! * [`FakeVendor::fire_webhook`] POSTs the documented `report` webhook to a receiver
+//!   (with headers of the caller's choosing, or another body), over real HTTP.
 //! * [`campaign_csv`] and [`custom_csv`] generate deterministic, realistic report files.
 //! * [`demo::install`] loads the dataset used by `cargo xtask demo` and by the
 //!   `connectly-vendor-fake` binary.
@@ -24,6 +26,7 @@ mod generate;
 mod server;
 mod state;
 mod vendor;
+mod webhook;
 
 pub mod demo;
 
@@ -34,6 +37,7 @@ pub use fault::{Fault, HTML_PAGE, JSON_BODY};
 pub use generate::{CAMPAIGN_HEADER, CUSTOM_HEADER, campaign_csv, campaign_csv_for, custom_csv};
 pub use state::Counters;
 pub use vendor::FakeVendor;
+pub use webhook::{HttpReply, WebhookRequest, http_request};
 
 /// How a [`FakeVendor`] listens and how long its signed URLs live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,4 +94,7 @@ pub enum FakeError {
     /// The report's latest run is not completed (or it has no run yet).
     #[error("the latest run of report {0:?} is not completed")]
     NotCompleted(String),
+    /// Sending a webhook (or another request of [`http_request`]) failed.
+    #[error("HTTP request to {0}")]
+    Http(String),
 }

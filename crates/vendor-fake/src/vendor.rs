@@ -183,6 +183,22 @@ impl FakeVendor {
         self.shared.lock().webhook_payload(&self.shared.base_url, report_id)
     }
 
+    /// POSTs the report's webhook payload ([`FakeVendor::webhook_payload`], freshly
+    /// signed) to `url` (plain `http://`), with `request`'s extra headers, or its body
+    /// instead of the payload. Returns the receiver's answer.
+    pub fn fire_webhook(
+        &self,
+        report_id: &str,
+        url: &str,
+        request: &crate::WebhookRequest,
+    ) -> Result<crate::HttpReply, FakeError> {
+        let body = match &request.body {
+            Some(body) => body.clone(),
+            None => self.webhook_payload(report_id)?.to_string().into_bytes(),
+        };
+        crate::http_request("POST", url, &request.headers, &body)
+    }
+
     // ----- faults -----
 
     /// Queues a fault for a coming list request: each list request (of any business)
