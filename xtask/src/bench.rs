@@ -598,9 +598,9 @@ fn targets(results: &[SizeResult]) -> Vec<Target> {
 }
 
 fn format_rows(rows: u64) -> String {
-    if rows >= 1_000_000 && rows % 1_000_000 == 0 {
+    if rows >= 1_000_000 && rows.is_multiple_of(1_000_000) {
         format!("{}M", rows / 1_000_000)
-    } else if rows >= 1_000 && rows % 1_000 == 0 {
+    } else if rows >= 1_000 && rows.is_multiple_of(1_000) {
         format!("{}k", rows / 1_000)
     } else {
         rows.to_string()
@@ -698,6 +698,14 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     format!("Machine: {cpus} CPUs ({model}).")
+}
+
+/// The 1-minute load average, to show how busy the machine was around the run.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// Generates the CSV for `rows` unless it is already there.
@@ -807,7 +815,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         );
     }
 
-    let machine = machine();
+    let load_before = load_average();
     let mut results = Vec::new();
     for &rows in &args.rows {
         println!("\n==> {rows} rows");
@@ -853,6 +861,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         });
     }
 
+    // Other processes compete for the CPUs: ratios are paired by interleaving, but a
+    // busy machine shows in the absolute figures.
+    let machine = format!(
+        "{} Load average (1 min) {load_before} before, {} after.",
+        machine(),
+        load_average()
+    );
     let md = markdown(&results, args.runs, &machine);
     let json = json_results(&results, args.runs, &machine);
     std::fs::write(bench_dir.join("results.md"), &md).context("writing results.md")?;
