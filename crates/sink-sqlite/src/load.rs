@@ -404,7 +404,7 @@ impl Batch {
     }
 }
 
-/// Parses and validates the rest of `reader` on the calling thread, sending full
+/// Parses and validates the rest of `reader` (on the parsing thread), sending full
 /// batches to `full` and reusing those that come back on `empty`. Stops at the end of
 /// the file, at the first CSV error (sent), or when the receiver is gone.
 fn parse_batches<R: Read>(
