@@ -22,7 +22,7 @@ const MARKER: &str = ".xtask-demo";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A child process that is killed and reaped when dropped.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -33,15 +33,15 @@ impl Drop for KillOnDrop {
 }
 
 /// The running vendor stand-in and what it printed.
-struct VendorFake {
+pub(crate) struct VendorFake {
     /// The process; stopped when this is dropped.
     _child: KillOnDrop,
     /// Where the API is served.
-    base_url: String,
+    pub(crate) base_url: String,
     /// The demo business.
-    business: String,
+    pub(crate) business: String,
     /// The demo API key.
-    api_key: String,
+    pub(crate) api_key: String,
 }
 
 /// `listening on URL business=ID api_key=KEY` → (URL, ID, KEY).
@@ -72,10 +72,12 @@ fn parse_listening(line: &str) -> Result<(String, String, String)> {
 }
 
 impl VendorFake {
-    /// Starts `bin` on 127.0.0.1:0 and waits for its `listening on` line.
-    fn start(bin: &Path) -> Result<VendorFake> {
+    /// Starts `bin` on 127.0.0.1:0 (with `extra` arguments) and waits for its
+    /// `listening on` line.
+    pub(crate) fn start(bin: &Path, extra: &[&std::ffi::OsStr]) -> Result<VendorFake> {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -309,7 +311,7 @@ pub(crate) fn run(out: Option<PathBuf>) -> Result<()> {
     let fake_bin = debug_binary(&target_dir, "connectly-vendor-fake")?;
 
     println!("\n==> starting the vendor stand-in, serving the demo dataset");
-    let vendor = VendorFake::start(&fake_bin)?;
+    let vendor = VendorFake::start(&fake_bin, &[])?;
     println!(
         "    {} business={} api_key={}",
         vendor.base_url, vendor.business, vendor.api_key

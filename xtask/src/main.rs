@@ -5,7 +5,10 @@
 //!   demo dataset into SQLite and files, shows what landed, syncs again ("up to date").
 //! - `cargo xtask ci`: the project's test command (what `.ci/run` runs).
 //! - `cargo xtask tidy`: architecture checks on the dependency graph and manifests.
+//! - `cargo xtask bench`: the performance benchmark against `sqlite3 .import`,
+//!   `aws s3 cp` and a naive script (see `docs/performance.md`).
 
+mod bench;
 mod ci;
 mod demo;
 mod s3server;
@@ -27,7 +30,11 @@ commands:
   ci                the project's test command: fmt, clippy, tidy, doc, build, the S3 test
                     server (moto, installed into target/s3-venv if missing), test, and a
                     check of each library crate on its own
-  tidy              architecture checks: crate layering rules and `[lints] workspace = true`";
+  tidy              architecture checks: crate layering rules and `[lints] workspace = true`
+  bench [--runs N] [--rows N,..] [--quick]
+                    release-build benchmark: syncs generated 100k/1M-row campaign CSVs into
+                    SQLite, files, S3 and all three, next to sqlite3 .import, aws s3 cp and a
+                    naive script; writes target/bench/results.md and .json (see --help)";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq)]
@@ -41,6 +48,10 @@ enum Cmd {
     Ci,
     /// `tidy`.
     Tidy,
+    /// `bench`, with its options.
+    Bench(bench::BenchArgs),
+    /// `bench --help`.
+    BenchHelp,
     /// `help`, `-h` or `--help`.
     Help,
 }
@@ -68,6 +79,12 @@ fn parse_args(args: &[String]) -> Result<Cmd> {
                 }
             }
             return Ok(Cmd::Demo { out });
+        }
+        "bench" => {
+            return Ok(match bench::parse_args(rest)? {
+                Some(args) => Cmd::Bench(args),
+                None => Cmd::BenchHelp,
+            });
         }
         "ci" => Cmd::Ci,
         "tidy" => Cmd::Tidy,
@@ -100,6 +117,11 @@ fn main() -> ExitCode {
         Cmd::Demo { out } => demo::run(out),
         Cmd::Ci => ci::run(),
         Cmd::Tidy => tidy::run(),
+        Cmd::Bench(args) => bench::run(&args),
+        Cmd::BenchHelp => {
+            println!("{}", bench::HELP);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,6 +156,14 @@ mod tests {
             Cmd::Demo {
                 out: Some(PathBuf::from("y"))
             }
+        );
+        assert_eq!(parse_args(&args(&["bench", "--help"]))?, Cmd::BenchHelp);
+        assert_eq!(
+            parse_args(&args(&["bench", "--quick"]))?,
+            Cmd::Bench(bench::BenchArgs {
+                runs: 3,
+                rows: vec![100_000]
+            })
         );
         assert!(parse_args(&args(&[])).is_err());
         assert!(parse_args(&args(&["demo", "--out"])).is_err());

@@ -180,7 +180,10 @@ impl<R: Read> Read for Lines<R> {
         if n > 0 && self.passed_cr.is_some_and(|cr| cr + 1 < self.offset) {
             self.passed_cr = None;
         }
-        for (i, &b) in buf[..n].iter().enumerate() {
+        // SIMD search: a record is hundreds of bytes long, so a byte-by-byte loop
+        // here cost about a tenth of a validation pass.
+        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
+            let b = buf[i];
             let at = self.offset + i as u64;
             if b == b'\n' {
                 // The CR of a CRLF, possibly read in the previous chunk, ends no line.

@@ -3,8 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::sync::mpsc;
 
-use connectly_csv::{CsvError, JsonText, ReportReader, Schema, Timestamp};
+use connectly_csv::{CampaignRow, CsvError, JsonText, ReportReader, Schema, Timestamp};
 use connectly_sink::{RunData, RunInfo};
 use rusqlite::{Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
@@ -235,7 +236,7 @@ struct Rows {
 
 /// Parses the spool through `input`, records the run in `connectly_runs` and inserts
 /// every row into its table.
-fn load_rows<R: Read>(tx: &Transaction<'_>, input: R, run: &RunInfo, data: &RunData) -> Result<Rows, Error> {
+fn load_rows<R: Read + Send>(tx: &Transaction<'_>, input: R, run: &RunInfo, data: &RunData) -> Result<Rows, Error> {
     let csv_error = |source: CsvError| Error::Csv {
         run_id: run.run_id.to_string(),
         path: data.path.clone(),
@@ -306,7 +307,142 @@ fn too_many_rows(run: &RunInfo) -> Error {
     }
 }
 
-fn load_campaign<R: Read>(
+/// Rows handed from the parsing thread to the inserting one at a time.
+const BATCH_ROWS: usize = 1024;
+
+/// A cell's text in [`Batch::text`], or SQL NULL.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    const NULL: Span = Span {
+        start: usize::MAX,
+        end: 0,
+    };
+}
+
+/// One parsed and validated campaign row; its text lives in the batch.
+#[derive(Clone, Copy)]
+struct PackedRow {
+    /// The 15 documented columns (`error_code`, column 10, is in `error_code`).
+    cells: [Span; 15],
+    error_code: Option<i64>,
+    /// `extra_columns` as a JSON object, or NULL.
+    extra: Span,
+}
+
+/// Parsed rows and their text: two allocations reused for the whole load, whatever
+/// the number of rows.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    rows: Vec<PackedRow>,
+}
+
+impl Batch {
+    fn push(&mut self, cell: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(cell);
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+
+    fn push_opt(&mut self, cell: Option<&str>) -> Span {
+        cell.map_or(Span::NULL, |c| self.push(c))
+    }
+
+    fn get(&self, span: Span) -> Option<&str> {
+        (span.start != usize::MAX).then(|| self.text.get(span.start..span.end).unwrap_or_default())
+    }
+
+    /// Appends one row; `extra_keys` are the JSON-escaped names of the extra columns.
+    fn pack(&mut self, row: &CampaignRow<'_>, extra_keys: &[String]) {
+        let mut cells = [Span::NULL; 15];
+        cells[0] = self.push(row.customer_external_id);
+        cells[1] = self.push(row.business_id);
+        cells[2] = self.push(row.campaign_name);
+        cells[3] = self.push(row.sendout_id);
+        cells[4] = self.push(row.cnt_session_id);
+        cells[5] = self.push_opt(ts(row.sent_at));
+        cells[6] = self.push_opt(ts(row.delivered_at));
+        cells[7] = self.push_opt(ts(row.read_at));
+        cells[8] = self.push_opt(ts(row.opt_out_at));
+        cells[10] = self.push_opt(row.error_msg);
+        cells[11] = self.push_opt(json(&row.button_clicks));
+        cells[12] = self.push_opt(json(&row.link_clicks));
+        cells[13] = self.push_opt(json(&row.input_variables));
+        cells[14] = self.push_opt(json(&row.output_variables));
+        let extra = if extra_keys.is_empty() {
+            Span::NULL
+        } else {
+            let start = self.text.len();
+            self.text.push('{');
+            for (i, (key, value)) in extra_keys.iter().zip(row.extra_cells()).enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                self.text.push_str(key);
+                self.text.push(':');
+                self.text.push_str(&json_string(value));
+            }
+            self.text.push('}');
+            Span {
+                start,
+                end: self.text.len(),
+            }
+        };
+        self.rows.push(PackedRow {
+            cells,
+            error_code: row.error_code,
+            extra,
+        });
+    }
+}
+
+/// Parses and validates the rest of `reader` (on the parsing thread), sending full
+/// batches to `full` and reusing those that come back on `empty`. Stops at the end of
+/// the file, at the first CSV error (sent), or when the receiver is gone.
+fn parse_batches<R: Read>(
+    reader: &mut ReportReader<R>,
+    extra_keys: &[String],
+    full: &mpsc::SyncSender<Result<Batch, CsvError>>,
+    empty: &mpsc::Receiver<Batch>,
+) {
+    let mut batch = Batch::default();
+    loop {
+        match reader.next_campaign_row() {
+            Ok(Some(row)) => {
+                batch.pack(&row, extra_keys);
+                if batch.rows.len() < BATCH_ROWS {
+                    continue;
+                }
+            }
+            Ok(None) => {
+                if !batch.rows.is_empty() {
+                    let _ = full.send(Ok(batch));
+                }
+                return;
+            }
+            Err(e) => {
+                let _ = full.send(Err(e));
+                return;
+            }
+        }
+        let mut next = empty.try_recv().unwrap_or_default();
+        next.text.clear();
+        next.rows.clear();
+        if full.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+            return;
+        }
+    }
+}
+
+fn load_campaign<R: Read + Send>(
     tx: &Transaction<'_>,
     reader: &mut ReportReader<R>,
     run: &RunInfo,
@@ -330,51 +466,45 @@ fn load_campaign<R: Read>(
     bind(&mut stmt, 3, run.report_type.as_str(), 0, &insert_error)?;
     bind(&mut stmt, 4, run.report_id.as_str(), 0, &insert_error)?;
     bind(&mut stmt, 5, run.run_id.as_str(), 0, &insert_error)?;
-    let mut extra = String::new();
-    let mut row_no: u64 = 0;
-    while let Some(row) = reader.next_campaign_row().map_err(csv_error)? {
-        row_no += 1;
-        if row_no > u64::from(u32::MAX) {
-            return Err(too_many_rows(run));
-        }
-        let id = (seq << ROW_BITS) | row_no as i64;
-        let row_no_sql = row_no as i64;
-        bind(&mut stmt, 1, id, row_no, &insert_error)?;
-        bind(&mut stmt, 6, row_no_sql, row_no, &insert_error)?;
-        bind(&mut stmt, 7, row.customer_external_id, row_no, &insert_error)?;
-        bind(&mut stmt, 8, row.business_id, row_no, &insert_error)?;
-        bind(&mut stmt, 9, row.campaign_name, row_no, &insert_error)?;
-        bind(&mut stmt, 10, row.sendout_id, row_no, &insert_error)?;
-        bind(&mut stmt, 11, row.cnt_session_id, row_no, &insert_error)?;
-        bind(&mut stmt, 12, ts(row.sent_at), row_no, &insert_error)?;
-        bind(&mut stmt, 13, ts(row.delivered_at), row_no, &insert_error)?;
-        bind(&mut stmt, 14, ts(row.read_at), row_no, &insert_error)?;
-        bind(&mut stmt, 15, ts(row.opt_out_at), row_no, &insert_error)?;
-        bind(&mut stmt, 16, row.error_code, row_no, &insert_error)?;
-        bind(&mut stmt, 17, row.error_msg, row_no, &insert_error)?;
-        bind(&mut stmt, 18, json(&row.button_clicks), row_no, &insert_error)?;
-        bind(&mut stmt, 19, json(&row.link_clicks), row_no, &insert_error)?;
-        bind(&mut stmt, 20, json(&row.input_variables), row_no, &insert_error)?;
-        bind(&mut stmt, 21, json(&row.output_variables), row_no, &insert_error)?;
-        if extra_keys.is_empty() {
-            bind(&mut stmt, 22, None::<&str>, row_no, &insert_error)?;
-        } else {
-            extra.clear();
-            extra.push('{');
-            for (i, (key, value)) in extra_keys.iter().zip(row.extra_cells()).enumerate() {
-                if i > 0 {
-                    extra.push(',');
+    // Parsing and validating (and hashing the spool) run on a second thread while this
+    // one inserts: a bounded queue of two batches keeps memory flat.
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, CsvError>>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+    let extra_keys = &extra_keys;
+    let mut insert = |batches: mpsc::Receiver<Result<Batch, CsvError>>| -> Result<u64, Error> {
+        let mut row_no: u64 = 0;
+        for batch in batches {
+            let batch = batch.map_err(csv_error)?;
+            for row in &batch.rows {
+                row_no += 1;
+                if row_no > u64::from(u32::MAX) {
+                    return Err(too_many_rows(run));
                 }
-                extra.push_str(key);
-                extra.push(':');
-                extra.push_str(&json_string(value));
+                let id = (seq << ROW_BITS) | row_no as i64;
+                bind(&mut stmt, 1, id, row_no, &insert_error)?;
+                bind(&mut stmt, 6, row_no as i64, row_no, &insert_error)?;
+                for (i, &span) in row.cells.iter().enumerate() {
+                    if i == 9 {
+                        bind(&mut stmt, 16, row.error_code, row_no, &insert_error)?;
+                    } else {
+                        // Columns 1-9 bind to ?7-?15, 11-15 to ?17-?21.
+                        bind(&mut stmt, i + 7, batch.get(span), row_no, &insert_error)?;
+                    }
+                }
+                bind(&mut stmt, 22, batch.get(row.extra), row_no, &insert_error)?;
+                stmt.raw_execute().map_err(insert_error(row_no))?;
             }
-            extra.push('}');
-            bind(&mut stmt, 22, extra.as_str(), row_no, &insert_error)?;
+            // The parser may be gone already (end of file): the batch is simply dropped.
+            let _ = empty_tx.send(batch);
         }
-        stmt.raw_execute().map_err(insert_error(row_no))?;
-    }
-    Ok(row_no)
+        Ok(row_no)
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(move || parse_batches(reader, extra_keys, &full_tx, &empty_rx));
+        // `insert` owns the receiver: returning early (an error) drops it, which stops
+        // the parser before the scope waits for it.
+        insert(full_rx)
+    })
 }
 
 fn load_generic<R: Read>(

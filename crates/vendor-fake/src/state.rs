@@ -50,7 +50,13 @@ pub struct Counters {
 enum RunState {
     Processing,
     Failed,
-    Completed { csv: Bytes, created_at: OffsetDateTime },
+    /// `etag` is computed once when the file is set: hashing a large file on every
+    /// download would slow the stand-in down, not the client under test.
+    Completed {
+        csv: Bytes,
+        etag: String,
+        created_at: OffsetDateTime,
+    },
 }
 
 #[derive(Debug)]
@@ -296,7 +302,8 @@ impl State {
         created_at: OffsetDateTime,
     ) -> Result<(), FakeError> {
         let csv = Bytes::from(csv);
-        self.set_latest(report_id, run_id, RunState::Completed { csv, created_at })
+        let etag = etag(&csv);
+        self.set_latest(report_id, run_id, RunState::Completed { csv, etag, created_at })
     }
 
     pub(crate) fn set_processing(&mut self, report_id: &str, run_id: &str) -> Result<(), FakeError> {
@@ -321,10 +328,11 @@ impl State {
             .find(|r| r.id == run_id && matches!(r.state, RunState::Completed { .. }));
         match run {
             Some(Run {
-                state: RunState::Completed { csv, .. },
+                state: RunState::Completed { csv, etag: tag, .. },
                 ..
             }) => {
                 *csv = Bytes::from(new_csv);
+                *tag = etag(csv);
                 Ok(())
             }
             _ => Err(FakeError::UnknownRun {
@@ -609,14 +617,13 @@ impl State {
         if fault.as_ref().is_some_and(replaces_answer) {
             return (DownloadOutcome::Replaced, fault);
         }
-        let (report_id, run_id, csv) = match self.check_and_fetch(token, signature, expires) {
+        let (report_id, run_id, csv, etag) = match self.check_and_fetch(token, signature, expires) {
             Ok(found) => found,
             Err((code, message)) => {
                 self.counters.downloads_denied += 1;
                 return (DownloadOutcome::Denied { code, message }, fault);
             }
         };
-        let etag = etag(&csv);
         let total = csv.len() as u64;
         let wanted = match range.range {
             Some(value) if self.range_support && range.if_range.is_none_or(|v| v.trim() == etag) => {
@@ -658,7 +665,7 @@ impl State {
         token: &str,
         signature: Option<&str>,
         expires: Option<&str>,
-    ) -> Result<(String, String, Bytes), (&'static str, &'static str)> {
+    ) -> Result<(String, String, Bytes, String), (&'static str, &'static str)> {
         const DENIED: (&str, &str) = ("AccessDenied", "Access Denied");
         const BAD_SIGNATURE: (&str, &str) = (
             "SignatureDoesNotMatch",
@@ -680,7 +687,9 @@ impl State {
             .and_then(|r| r.runs.get(grant.run_index))
             .ok_or(DENIED)?;
         match &run.state {
-            RunState::Completed { csv, .. } => Ok((grant.report_id.clone(), run.id.clone(), csv.clone())),
+            RunState::Completed { csv, etag, .. } => {
+                Ok((grant.report_id.clone(), run.id.clone(), csv.clone(), etag.clone()))
+            }
             _ => Err(DENIED),
         }
     }

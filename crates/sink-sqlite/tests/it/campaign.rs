@@ -431,3 +431,57 @@ async fn concurrent_deliveries_are_serialised() {
         .unwrap();
     assert_eq!((runs, rows), (8, 8 * 300));
 }
+
+/// More rows than one batch of the parsing thread, with extra columns: every row lands
+/// in order; a bad cell in a later batch fails the delivery and leaves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_longer_than_a_batch_land_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("batches.db");
+    let sink = SqliteSink::new(&db);
+    let mut header: Vec<&str> = CAMPAIGN_HEADER.to_vec();
+    header.push("channel");
+    let body = |rows: usize, bad_at: Option<usize>| {
+        let mut csv = csv_line(&header);
+        for i in 1..=rows {
+            let mut cells = row(&format!("+1555{i:07}"), "s1", "Promo, \"Año\"").to_vec();
+            cells[13] = format!(r#"{{"n":{i}}}"#);
+            if Some(i) == bad_at {
+                cells[5] = "not a time".to_owned();
+            }
+            cells.push(format!("wa-{i}"));
+            csv.push_str(&csv_line(&cells.iter().map(String::as_str).collect::<Vec<_>>()));
+        }
+        csv
+    };
+
+    let (run, data) = run_with_csv(dir.path(), "bad", "campaign.daily.v1", &body(2600, Some(2500)));
+    assert!(sink.deliver(&run, &data).await.is_err());
+    assert!(!sink.holds(&run, &data.sha256).await.unwrap());
+
+    let (run, data) = run_with_csv(dir.path(), "good", "campaign.daily.v1", &body(2600, None));
+    sink.deliver(&run, &data).await.unwrap();
+    let conn = reader(&db);
+    let (rows, first, last): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), min(row_no), max(row_no) FROM campaign_rows",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, first, last), (2600, 1, 2600));
+    let (customer, vars, extra): (String, String, String) = conn
+        .query_row(
+            "SELECT customer_external_id, input_variables, extra_columns FROM campaign_rows WHERE row_no = 2049",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(customer, "+15550002049");
+    assert_eq!(vars, r#"{"n":2049}"#);
+    assert_eq!(extra, r#"{"channel":"wa-2049"}"#);
+    let latest: i64 = conn
+        .query_row("SELECT count(*) FROM campaign_latest", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(latest, 2600);
+}
