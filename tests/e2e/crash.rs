@@ -207,7 +207,6 @@ impl Crash {
             }
             if let Some(status) = child.try_wait().unwrap() {
                 assert!(status.success(), "an undisturbed slow sync failed: {status}");
-                self.missed.push(what.to_owned());
                 return false;
             }
             std::thread::sleep(Duration::from_micros(300));
@@ -500,6 +499,9 @@ fn sqlite3_count_rw(db: &Path, sql: &str) -> u64 {
 /// A state-chosen kill point: what it is, and when the watcher sees it.
 type Watch = (&'static str, fn(&Crash) -> bool);
 
+/// How many syncs the watcher gets to see each state-chosen point.
+const WATCH_ATTEMPTS: usize = 4;
+
 /// State-chosen kill points: the kill lands inside each commit window.
 const WATCHED: [Watch; 14] = [
     ("first download under way (.part)", |c| c.spool(0, ".part").exists()),
@@ -565,9 +567,13 @@ fn sigkill_at_many_points_then_a_clean_sync_delivers_every_run_exactly_once() {
     }
     let scheduled = c.kills.len();
 
-    // The points chosen by watching the state.
+    // The points chosen by watching the state. A narrow window can pass between two
+    // looks of the watcher on a busy machine; a missed point gets another sync (each
+    // one is a full iteration with its own checks) before it counts as missed.
     for (what, seen) in WATCHED {
-        c.iterate(|c| c.kill_when(what, seen));
+        if !(0..WATCH_ATTEMPTS).any(|_| c.iterate(|c| c.kill_when(what, seen))) {
+            c.missed.push(what.to_owned());
+        }
     }
     let watched = c.kills.len() - scheduled;
 
