@@ -220,6 +220,32 @@ impl Ledger {
         Ok(Ledger { conn, path })
     }
 
+    /// Opens an existing `STATE_DIR/ledger.db` read-only, for reports such as
+    /// `status`; `None` when there is none yet (no sync ever ran there). Creates
+    /// nothing and takes no lock, so it works beside a running sync.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Self>, SyncError> {
+        let path = state_dir.join("ledger.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| SyncError::Ledger {
+            path: path.clone(),
+            action: "opening read-only".to_owned(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| SyncError::Ledger {
+                path: path.clone(),
+                action: "setting busy timeout".to_owned(),
+                source,
+            })?;
+        Ok(Some(Ledger { conn, path }))
+    }
+
     /// The ledger file.
     pub fn path(&self) -> &Path {
         &self.path

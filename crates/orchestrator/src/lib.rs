@@ -29,6 +29,8 @@
 mod error;
 mod ledger;
 mod lock;
+mod many;
+mod plan;
 mod report;
 mod source;
 mod sync;
@@ -36,6 +38,8 @@ mod sync;
 pub use error::SyncError;
 pub use ledger::{EventRecorded, Ledger, LedgerDelivery, LedgerEvent, LedgerRun};
 pub use lock::StateLock;
+pub use many::sync_all;
+pub use plan::{PlannedAction, PlannedRun, SyncPlan};
 pub use report::{ReportOutcome, RunAction, SinkOutcome, SyncReport};
 pub use source::Source;
 pub use sync::{SyncOptions, Syncer};

@@ -62,9 +62,9 @@ impl SyncOptions {
 
 /// Runs syncs: see the crate docs for the lifecycle.
 pub struct Syncer {
-    source: Arc<dyn Source>,
-    sinks: Vec<Arc<dyn Sink>>,
-    options: SyncOptions,
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    pub(crate) options: SyncOptions,
     /// Bounds the downloads (and their validation) in flight across reports.
     download_slots: Semaphore,
     /// Runs are handed to the sinks one at a time, as when reports were synced in turn.
@@ -153,6 +153,16 @@ impl Syncer {
         self.run_locked(&lock).await
     }
 
+    /// The state folder this syncer uses.
+    pub fn state_dir(&self) -> &Path {
+        &self.options.state_dir
+    }
+
+    /// The business this syncer syncs.
+    pub fn business_id(&self) -> &BusinessId {
+        &self.options.business_id
+    }
+
     /// [`Syncer::run`] under a lock of the state folder that the caller already holds:
     /// for a long-running process (`connectly-sync serve`) that keeps the folder for its
     /// lifetime and runs its syncs in-process, one at a time.
@@ -234,7 +244,7 @@ impl Syncer {
     }
 
     /// Refuses the same sink twice; creates the state folder and its subfolders.
-    fn prepare(&self) -> Result<(), SyncError> {
+    pub(crate) fn prepare(&self) -> Result<(), SyncError> {
         let names: HashSet<&str> = self.sinks.iter().map(|s| s.name()).collect();
         if names.len() != self.sinks.len() {
             return Err(SyncError::Options("the same sink is configured twice".to_owned()));
@@ -765,6 +775,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::plan::PlannedAction;
     use crate::source::MockSource;
 
     mockall::mock! {
@@ -1454,5 +1465,105 @@ mod tests {
         let wal = std::fs::read(state.path().join("ledger.db-wal")).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&[raw, wal].concat()).contains("sig=secret"));
         ledger.probe_writable(now).unwrap();
+    }
+
+    #[tokio::test]
+    async fn plan_changes_nothing_and_tells_what_a_sync_would_do() {
+        let state = tempfile::tempdir().unwrap();
+        let state = state.path().join("state");
+        let listing = vec![
+            report("r1", "t", "run-1", RunStatus::Completed),
+            report("r2", "t", "run-2", RunStatus::Processing),
+            Report {
+                id: "r3".into(),
+                name: "Report r3".into(),
+                report_type: "t".into(),
+                last_run: None,
+            },
+        ];
+        let mut source = MockSource::new();
+        let listed = listing.clone();
+        source
+            .expect_list_reports()
+            .times(3)
+            .returning(move |_, _| Ok(listed.clone()));
+        source
+            .expect_download()
+            .times(1)
+            .returning(|_, dest: &Path| csv_download(dest));
+        let mut a = sink("a");
+        delivers(&mut a, 1);
+        let mut b = sink("b");
+        b.expect_holds().times(1).returning(|_, _| Ok(false));
+        b.expect_deliver()
+            .times(1)
+            .returning(|_, _| Err(SinkError::permanent("b", "read-only folder")));
+        let syncer = syncer(source, vec![a, b], &state, &[]);
+
+        let plan = syncer.plan().await.unwrap();
+        assert!(!state.exists(), "a plan creates no state folder");
+        assert_eq!(plan.list_requests, 1);
+        let actions: Vec<_> = plan.runs.iter().map(|r| r.action).collect();
+        assert_eq!(
+            actions,
+            [PlannedAction::Fetch, PlannedAction::Skip, PlannedAction::NoRun]
+        );
+        assert_eq!(plan.runs[0].pending_sinks, ["a", "b"]);
+        assert!(plan.runs[1].pending_sinks.is_empty() && plan.has_work());
+
+        let report = syncer.run().await.unwrap();
+        assert!(!report.is_ok(), "sink b failed");
+        let plan = syncer.plan().await.unwrap();
+        let first = &plan.runs[0];
+        assert_eq!(first.action, PlannedAction::DeliverFromSpool, "{first:?}");
+        assert_eq!(
+            (first.delivered_sinks.as_slice(), first.pending_sinks.as_slice()),
+            (&["a".to_owned()][..], &["b".to_owned()][..])
+        );
+        assert_eq!((first.rows, first.bytes), (Some(2), Some(CSV.len() as u64)));
+    }
+
+    #[tokio::test]
+    async fn one_business_failing_does_not_stop_the_others() {
+        let state = tempfile::tempdir().unwrap();
+        let mut bad = MockSource::new();
+        bad.expect_list_reports().times(1).returning(|_, _| {
+            Err(ClientError::Unauthorized {
+                business: "bad".into(),
+                status: StatusCode::UNAUTHORIZED,
+            })
+        });
+        let mut good = MockSource::new();
+        good.expect_list_reports()
+            .times(1)
+            .returning(|_, _| Ok(vec![report("r1", "t", "run-1", RunStatus::Completed)]));
+        downloads_csv(&mut good, 1);
+        let mut a = sink("a");
+        delivers(&mut a, 1);
+        let options = |biz: &str| SyncOptions::new(biz.into(), state.path().to_path_buf());
+        let syncers = [
+            Syncer::new(
+                Arc::new(bad),
+                vec![Arc::new(sink("a")) as Arc<dyn Sink>],
+                options("bad"),
+            ),
+            Syncer::new(Arc::new(good), vec![Arc::new(a) as Arc<dyn Sink>], options("good")),
+        ];
+        let results = crate::sync_all(&syncers, 2).await.unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(
+            matches!(results[0], Err(SyncError::List(_))),
+            "{:?}",
+            results[0].as_ref().err()
+        );
+        let good = results[1].as_ref().unwrap();
+        assert_eq!(good.delivered_runs(), 1);
+        let elsewhere = Syncer::new(
+            Arc::new(MockSource::new()),
+            Vec::new(),
+            SyncOptions::new("x".into(), "/elsewhere".into()),
+        );
+        let mixed = [elsewhere, syncer(MockSource::new(), Vec::new(), state.path(), &[])];
+        assert!(matches!(crate::sync_all(&mixed, 2).await, Err(SyncError::Options(_))));
     }
 }
