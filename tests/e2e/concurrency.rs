@@ -151,7 +151,7 @@ fn two_syncs_on_one_state_folder_one_runs_and_the_other_exits_3() {
         run_id: "run-1".to_owned(),
         csv,
         campaign: true,
-        file: "report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv".to_owned(),
+        file: "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv".to_owned(),
     }];
     assert_each_run_once(&w, &runs);
     assert_ledger_delivered(&w, ".connectly-sync", &runs);
@@ -193,7 +193,7 @@ fn two_syncs_with_their_own_state_into_the_same_sinks_both_succeed_and_keep_each
             // One slow download for each process: they stay in step.
             slow(&w, id, &csv, 2);
             runs.push(Landed {
-                file: format!("report_type={report_type}/run_date={}/{run_id}.csv", created_at.date()),
+                file: format!("business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type={report_type}/run_date={}/{run_id}.csv", created_at.date()),
                 run_id,
                 csv,
                 campaign,

@@ -149,7 +149,7 @@ impl Crash {
             };
             self.runs.push(Published {
                 report,
-                file: format!("report_type={report_type}/run_date={}/{run_id}.csv", created_at.date()),
+                file: format!("business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type={report_type}/run_date={}/{run_id}.csv", created_at.date()),
                 run_id,
                 rows: records.len() as u64,
                 sha256: sha256(&csv),

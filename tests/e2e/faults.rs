@@ -37,11 +37,11 @@ fn a_failed_sink_is_retried_from_the_spool_without_a_new_download() {
         "run-1 must come from the spool"
     );
     assert_eq!(
-        std::fs::read(w.path("blocked/files/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")).unwrap(),
+        std::fs::read(w.path("blocked/files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")).unwrap(),
         csv
     );
     assert_eq!(
-        std::fs::read(w.path("blocked/files/report_type=campaign.daily.v1/run_date=2025-05-01/run-2.csv")).unwrap(),
+        std::fs::read(w.path("blocked/files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-05-01/run-2.csv")).unwrap(),
         csv2
     );
     assert_eq!(
@@ -100,7 +100,7 @@ fn an_invalid_csv_reaches_no_sink_and_is_kept_for_inspection() {
     let files = files_under(&w.path("files"));
     assert!(files.iter().all(|f| !f.contains("run-b")), "{files:?}");
     assert_eq!(
-        std::fs::read(w.path("files/report_type=campaign.daily.v1/run_date=2025-04-30/run-g.csv")).unwrap(),
+        std::fs::read(w.path("files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-g.csv")).unwrap(),
         good
     );
     // The raw file is kept, byte for byte, in the quarantine folder.

@@ -9,7 +9,7 @@ use connectly_e2e::*;
 const SINKS: [&str; 2] = ["sqlite:db.sqlite", "file:files"];
 const TYPE: &str = "campaign.daily.v1";
 /// Where the file sink puts run-1 of the daily report.
-const RUN_FILE: &str = "files/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv";
+const RUN_FILE: &str = "files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv";
 
 /// A world with one daily campaign report whose run-1 has `rows` rows; returns its CSV.
 fn daily(rows: usize) -> (World, Vec<u8>) {

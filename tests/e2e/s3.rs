@@ -72,11 +72,11 @@ fn sqlite_files_and_s3_at_once_byte_for_byte() {
     assert_eq!(objects.len(), 4, "{objects:?}");
     for (key, bytes) in [
         (
-            "connectly/raw/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv",
+            "connectly/raw/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv",
             &daily,
         ),
         (
-            "connectly/raw/report_type=campaign.daily.custom/run_date=2025-04-29/run-c.csv",
+            "connectly/raw/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.custom/run_date=2025-04-29/run-c.csv",
             &custom,
         ),
     ] {
@@ -122,7 +122,7 @@ fn a_missing_bucket_fails_only_the_s3_sink_with_one_clear_line() {
     assert!(!error.contains('\n'), "{error}");
     assert!(!error.contains("connectly-test-secret"), "{error}");
     assert_eq!(
-        std::fs::read(w.path("files/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")).unwrap(),
+        std::fs::read(w.path("files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")).unwrap(),
         daily
     );
 }
@@ -160,7 +160,7 @@ fn refused_credentials_and_an_unreachable_endpoint_fail_only_the_s3_sink() {
         );
     }
     assert!(
-        w.path("files/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")
+        w.path("files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv")
             .exists()
     );
 }

@@ -128,15 +128,15 @@ fn several_report_types_land_exactly_once_and_a_second_sync_only_lists() {
     // Files: byte-identical copies under the partitioned layout, with manifests.
     for (rel, bytes) in [
         (
-            format!("report_type=campaign.daily.v1/run_date=2025-04-30/{DAILY}.csv"),
+            format!("business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/{DAILY}.csv"),
             &daily,
         ),
         (
-            "report_type=campaign.monthly.v1/run_date=2025-04-30/run-2025-04.csv".to_owned(),
+            "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.monthly.v1/run_date=2025-04-30/run-2025-04.csv".to_owned(),
             &monthly,
         ),
         (
-            "report_type=campaign.daily.custom/run_date=2025-04-29/run-c1.csv".to_owned(),
+            "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.custom/run_date=2025-04-29/run-c1.csv".to_owned(),
             &custom,
         ),
     ] {
@@ -223,7 +223,7 @@ fn new_runs_and_status_changes_are_picked_up() {
         union.len() as u64
     );
     assert_eq!(
-        std::fs::read(w.path("files/report_type=campaign.daily.v1/run_date=2025-05-02/run-2.csv")).unwrap(),
+        std::fs::read(w.path("files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-05-02/run-2.csv")).unwrap(),
         run2
     );
 
@@ -246,7 +246,7 @@ fn a_sink_added_later_receives_the_runs_still_listed() {
     assert_eq!(sinks[1]["outcome"], "delivered", "{second:#}");
     assert_eq!(
         std::fs::read(w.path(&format!(
-            "files/report_type=campaign.daily.v1/run_date=2025-04-30/{DAILY}.csv"
+            "files/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/{DAILY}.csv"
         )))
         .unwrap(),
         daily

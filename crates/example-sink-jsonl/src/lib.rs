@@ -67,6 +67,23 @@ impl JsonlSink {
         SinkError::permanent(&self.name, what).with_source(error)
     }
 
+    /// Blocking: creates the root if needed, then writes, syncs and deletes a probe file.
+    fn probe_blocking(&self) -> Result<String, SinkError> {
+        let root = self.root.display();
+        std::fs::create_dir_all(&self.root).map_err(|e| self.permanent(format!("creating {root}"), e))?;
+        let probe = self.root.join(format!(".connectly-sync-probe-{}", std::process::id()));
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&probe)?;
+            file.write_all(b"probe\n")?;
+            file.sync_all()
+        };
+        let written = write();
+        let removed = std::fs::remove_file(&probe);
+        written.map_err(|e| self.permanent(format!("writing a probe file in {root}"), e))?;
+        removed.map_err(|e| self.permanent(format!("deleting a probe file in {root}"), e))?;
+        Ok(format!("wrote, synced and deleted a probe file in {root}"))
+    }
+
     /// Blocking: whether a manifest for this run with this SHA-256 is there.
     fn holds_blocking(&self, run: &RunInfo, sha256: &str) -> Result<bool, SinkError> {
         let path = self.manifest_path(run);
@@ -205,6 +222,13 @@ impl Sink for JsonlSink {
     async fn holds(&self, run: &RunInfo, sha256: &str) -> Result<bool, SinkError> {
         let (sink, run, sha256) = (self.clone(), run.clone(), sha256.to_owned());
         tokio::task::spawn_blocking(move || sink.holds_blocking(&run, &sha256))
+            .await
+            .map_err(|e| SinkError::retriable(self.name.clone(), format!("the file task failed: {e}")))?
+    }
+
+    async fn probe(&self) -> Result<String, SinkError> {
+        let sink = self.clone();
+        tokio::task::spawn_blocking(move || sink.probe_blocking())
             .await
             .map_err(|e| SinkError::retriable(self.name.clone(), format!("the file task failed: {e}")))?
     }

@@ -212,6 +212,11 @@ impl Sink for FileSink {
         let data = data.clone();
         self.blocking(move |inner| inner.deliver(&run, &data)).await
     }
+
+    async fn probe(&self) -> Result<String, SinkError> {
+        FileSink::check(self).await?;
+        Ok(format!("wrote, synced and deleted a probe file in {}", self.inner.root.display()))
+    }
 }
 
 /// Whether an I/O failure may pass on its own (see "Errors" in the crate docs).

@@ -301,7 +301,7 @@ async fn manifest_fields() {
     // The partition is the date of completed_at, and the data file sits beside the manifest.
     assert_eq!(
         layout::data_key(&fixture.run),
-        "report_type=campaign.daily.v1/run_date=2025-04-30/run-manifest.csv"
+        "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-manifest.csv"
     );
     assert!(manifest_path.with_file_name("run-manifest.csv").is_file());
 }

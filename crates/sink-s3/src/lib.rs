@@ -292,6 +292,43 @@ impl S3Sink {
         self.inner.keys(run).manifest
     }
 
+    /// Writes and deletes a small probe object under the prefix
+    /// (`.connectly-sync-probe-<pid>-<nanos>`, never taken for a run's key); answers
+    /// its key.
+    async fn write_probe(&self) -> Result<String, SinkError> {
+        let inner = &self.inner;
+        let store = inner.store().await?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let key = inner
+            .config
+            .key(&format!(".connectly-sync-probe-{}-{nanos}", std::process::id()));
+        let body = b"connectly-sync write probe\n".to_vec();
+        let call = inner.call(store, "writing a probe object", Some(&key));
+        store
+            .client
+            .put_object()
+            .bucket(&inner.config.bucket)
+            .key(&key)
+            .content_md5(spool::content_md5(&body))
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| call.sdk_error(&e))?;
+        let call = inner.call(store, "deleting a probe object", Some(&key));
+        store
+            .client
+            .delete_object()
+            .bucket(&inner.config.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| call.sdk_error(&e))?;
+        Ok(key)
+    }
+
     /// Checks that the bucket exists and the credentials may use it (`HeadBucket`).
     pub async fn check(&self) -> Result<(), SinkError> {
         let inner = &self.inner;
@@ -332,6 +369,12 @@ impl Sink for S3Sink {
 
     async fn deliver(&self, run: &RunInfo, data: &RunData) -> Result<Delivered, SinkError> {
         Arc::clone(&self.inner).deliver(run, data).await
+    }
+
+    async fn probe(&self) -> Result<String, SinkError> {
+        S3Sink::check(self).await?;
+        let key = self.write_probe().await?;
+        Ok(format!("the bucket answered HeadBucket; wrote and deleted s3://{}/{key}", self.inner.config.bucket))
     }
 }
 

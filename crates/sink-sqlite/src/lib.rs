@@ -193,4 +193,27 @@ impl Sink for SqliteSink {
             already_present: loaded.already_present,
         })
     }
+
+    async fn probe(&self) -> Result<String, SinkError> {
+        self.with_conn(|conn| {
+            let sql = "BEGIN IMMEDIATE;
+                       CREATE TABLE connectly_sync_probe (x INTEGER);
+                       INSERT INTO connectly_sync_probe VALUES (1);
+                       DROP TABLE connectly_sync_probe;
+                       COMMIT;";
+            conn.execute_batch(sql).map_err(|source| {
+                // Leave no transaction open on a connection that is kept.
+                let _ = conn.execute_batch("ROLLBACK");
+                Error::Sqlite {
+                    doing: "writing and deleting a probe table".to_owned(),
+                    source,
+                }
+            })
+        })
+        .await?;
+        Ok(format!(
+            "opened {} (schema up to date) and wrote and deleted a probe table",
+            self.path.display()
+        ))
+    }
 }

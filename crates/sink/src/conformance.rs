@@ -384,6 +384,26 @@ pub async fn check_error_classification(broken: &dyn Sink, scratch: &Path, expec
         err.to_string().starts_with(&name),
         "the message must start with the sink's name: {err}"
     );
+    match broken.probe().await {
+        Ok(checked) => panic!("{name}: the probe of a broken sink passed: {checked}"),
+        Err(e) => assert_eq!(e.sink(), name, "the probe's error must name the sink: {e}"),
+    }
+}
+
+/// The probe of a working sink passes, says what it checked, and leaves no run visible.
+pub async fn check_probe(sink: &dyn Sink, inspect: &dyn Inspect, scratch: &Path) {
+    let name = sink.name().to_owned();
+    let checked = match sink.probe().await {
+        Ok(checked) => checked,
+        Err(e) => panic!("{name}: the probe of a working sink failed: {}", e.chain()),
+    };
+    assert!(!checked.is_empty(), "{name}: the probe must say what it checked");
+    let fixture = campaign_fixture(scratch, "probe", 1);
+    assert_eq!(
+        inspect.read_back(&fixture.run).await,
+        Ok(None),
+        "{name}: a probe must not make a run visible"
+    );
 }
 
 /// Runs every check that needs a working sink.
@@ -392,4 +412,5 @@ pub async fn run_all(sink: &dyn Sink, inspect: &dyn Inspect, scratch: &Path) {
     check_idempotent_redelivery(sink, inspect, scratch).await;
     check_distinct_runs(sink, inspect, scratch).await;
     check_atomic_on_corrupt_input(sink, inspect, scratch).await;
+    check_probe(sink, inspect, scratch).await;
 }

@@ -1,8 +1,9 @@
 //! The partitioned layout shared by every sink that stores files or objects, so a
 //! run lands under the same relative key in a folder, a bucket or anywhere else.
 //!
-//! `report_type=<type>/run_date=<YYYY-MM-DD>/<run id>.csv`, plus a manifest beside it
-//! (`<run id>.manifest.json`). Query engines (DuckDB, Spark, Athena, Trino) read the
+//! `business_id=<id>/report_type=<type>/run_date=<YYYY-MM-DD>/<run id>.csv`, plus a
+//! manifest beside it (`<run id>.manifest.json`): several businesses share a sink
+//! without sharing a folder. Query engines (DuckDB, Spark, Athena, Trino) read the
 //! `key=value` folders as partition columns.
 //!
 //! Every component built from a vendor-supplied string is percent-encoded: only ASCII
@@ -32,11 +33,13 @@ pub fn encode_component(value: &str) -> String {
     out
 }
 
-/// The folder of a run, relative to the sink's root: `report_type=…/run_date=…`.
+/// The folder of a run, relative to the sink's root:
+/// `business_id=…/report_type=…/run_date=…`.
 pub fn run_dir(run: &RunInfo) -> String {
     let date = run.completed_at.date();
     format!(
-        "report_type={}/run_date={:04}-{:02}-{:02}",
+        "business_id={}/report_type={}/run_date={:04}-{:02}-{:02}",
+        encode_component(run.business_id.as_str()),
         encode_component(run.report_type.as_str()),
         date.year(),
         u8::from(date.month()),
@@ -78,11 +81,11 @@ mod tests {
     fn documented_layout() {
         assert_eq!(
             data_key(&run("campaign.daily.v1", "c80716a5-62c5-4ba5-b99d-5c2a6fd39317")),
-            "report_type=campaign.daily.v1/run_date=2025-04-30/c80716a5-62c5-4ba5-b99d-5c2a6fd39317.csv"
+            "business_id=b/report_type=campaign.daily.v1/run_date=2025-04-30/c80716a5-62c5-4ba5-b99d-5c2a6fd39317.csv"
         );
         assert_eq!(
             manifest_key(&run("t", "r1")),
-            "report_type=t/run_date=2025-04-30/r1.manifest.json"
+            "business_id=b/report_type=t/run_date=2025-04-30/r1.manifest.json"
         );
     }
 

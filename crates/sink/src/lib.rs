@@ -95,12 +95,25 @@ pub trait Sink: Send + Sync {
 
     /// Delivers a run from its spool file, keeping the contract in the crate docs.
     async fn deliver(&self, run: &RunInfo, data: &RunData) -> Result<Delivered, SinkError>;
+
+    /// Checks, before any run is delivered, that the destination can be reached and
+    /// written (what `connectly-sync check` runs): a scoped write-and-delete probe that
+    /// leaves nothing behind. Answers what was checked, for people; fails with the
+    /// exact cause.
+    ///
+    /// The default checks nothing and says so; every sink should override it.
+    async fn probe(&self) -> Result<String, SinkError> {
+        Ok("not checked: this sink has no probe".to_owned())
+    }
 }
 
 #[async_trait]
 impl<S: Sink + ?Sized> Sink for Box<S> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    async fn probe(&self) -> Result<String, SinkError> {
+        (**self).probe().await
     }
     async fn holds(&self, run: &RunInfo, sha256: &str) -> Result<bool, SinkError> {
         (**self).holds(run, sha256).await
@@ -114,6 +127,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 impl<S: Sink + ?Sized> Sink for std::sync::Arc<S> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    async fn probe(&self) -> Result<String, SinkError> {
+        (**self).probe().await
     }
     async fn holds(&self, run: &RunInfo, sha256: &str) -> Result<bool, SinkError> {
         (**self).holds(run, sha256).await
