@@ -7,7 +7,7 @@
 //! `connectly-sink`, the CSV reader from `connectly-csv`, and, in `src/main.rs`, the
 //! stock command line from `connectly-sync`. `docs/extending.md` walks through it.
 //!
-//! Files land at `ROOT/report_type=…/run_date=…/<run>.jsonl`, beside a
+//! Files land at `ROOT/business_id=…/report_type=…/run_date=…/<run>.jsonl`, beside a
 //! `<run>.manifest.json` written last: a run is complete exactly when its manifest is
 //! there, and a reader that wants whole runs only reads runs that have one. The
 //! manifest's `bytes` and `sha256` are the run's CSV's, as the vendor served it.
