@@ -2,7 +2,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use connectly_client::DEFAULT_BASE_URL;
 
 use crate::registry::SinkRegistry;
 
@@ -10,10 +9,15 @@ use crate::registry::SinkRegistry;
 pub(crate) const DEFAULT_SINK: &str = "sqlite:connectly.db";
 
 const AFTER_HELP: &str = "\
+Configuration: ./connectly-sync.toml when it exists, or --config PATH (see
+`connectly-sync init`); flags and the variables below override it.
+
 Environment:
-  CONNECTLY_API_KEY      the Reports API key (required; never taken on the command line)
+  CONNECTLY_API_KEY      the Reports API key (unless the config file names another
+                         variable or a file; never taken on the command line)
   CONNECTLY_BUSINESS_ID  default for --business-id
   CONNECTLY_BASE_URL     default for --base-url
+  CONNECTLY_CONFIG       default for --config
   RUST_LOG               log filter for stderr, e.g. info or connectly_orchestrator=debug
 
 Exit status:
@@ -26,6 +30,11 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "connectly-sync", version, about, long_about = None, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
+    /// The configuration file (TOML); default: ./connectly-sync.toml when it exists.
+    /// Flags override it. `connectly-sync init` writes a commented example.
+    #[arg(long, global = true, env = "CONNECTLY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -34,10 +43,12 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Deliver every completed report run that a sink does not have yet.
     ///
-    /// Lists the latest run of each report (one API request), downloads each new
-    /// completed run once into the state folder's spool, validates it, delivers it to
-    /// every sink that lacks it, and records each delivery in the ledger. Runs that are
-    /// still processing or failed are reported and skipped.
+    /// Lists the latest run of each report (one API request per business), downloads
+    /// each new completed run once into the state folder's spool, validates it,
+    /// delivers it to every sink that lacks it, and records each delivery in the
+    /// ledger. Runs that are still processing or failed are reported and skipped.
+    /// Several businesses in the config file are synced together, a few at a time; one
+    /// failing does not stop the others.
     #[command(after_help = AFTER_HELP)]
     Sync(SyncArgs),
     /// Run as a service: sync each run as soon as its webhook arrives, and poll as a
@@ -48,9 +59,95 @@ pub(crate) enum Command {
     /// once through the same pipeline as `sync`. Download URLs are taken from a webhook
     /// only when their host is allowed; otherwise, and when they have expired, the run
     /// is fetched through the Reports API. Serves /healthz, /readyz and /metrics
-    /// (Prometheus) on the same address.
+    /// (Prometheus) on the same address. Serves one business.
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
+    /// Write a commented example configuration file (./connectly-sync.toml or --config).
+    Init(InitArgs),
+    /// Check the configuration, the API key and every sink, one line per check.
+    ///
+    /// First offline: the config file and flags, each business's API key source, each
+    /// sink URI, the state folder. Then (unless --offline) one list request per
+    /// business to check its key, and a write-and-delete probe in each sink (a
+    /// temporary file, table or object that is removed again).
+    #[command(after_help = CHECK_AFTER_HELP)]
+    Check(CheckArgs),
+    /// Show each report's latest run and where it was delivered (one API request per
+    /// business; changes nothing).
+    List(ListArgs),
+    /// Show what the ledger knows: recent runs per report, each sink's delivery state,
+    /// failures and runs that expired before they could be fetched (no API request).
+    Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example: `connectly-sync completions bash > ~/.local/share/bash-completion/completions/connectly-sync`
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per command into a folder.
+    ///
+    /// For example: `connectly-sync man | man -l -`
+    Man(ManArgs),
+}
+
+const CHECK_AFTER_HELP: &str = "\
+Exit status:
+  0  every check passed
+  1  a check failed (each failing line says why)
+  2  the configuration is unusable; nothing was contacted";
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Check only what needs no network and changes nothing (config, key sources,
+    /// sink URIs).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Runs shown per report, most recent first.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub runs: usize,
+
+    /// Print JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write connectly-sync.1 and one page per command (connectly-sync-sync.1, ...)
+    /// into this folder instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -83,28 +180,31 @@ Exit status:
   2  bad usage or configuration (e.g. no secret); nothing was started
   3  could not start or keep serving (state folder locked, address in use)";
 
-/// Source, sink and state options, shared by `sync` and `serve`.
+/// Source, sink and state options, shared by every command that syncs or reads the
+/// ledger. Each overrides the config file.
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
-    /// The business whose reports are synced (its UUID).
+    /// The business whose reports are synced (its UUID); picks one of the config
+    /// file's businesses, or names one it lacks (key from CONNECTLY_API_KEY).
     #[arg(long, env = "CONNECTLY_BUSINESS_ID", value_name = "ID")]
-    pub business_id: String,
+    pub business_id: Option<String>,
 
-    /// The Reports API base URL.
-    #[arg(long, env = "CONNECTLY_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
-    pub base_url: String,
+    /// The Reports API base URL [default: https://api.connectly.ai].
+    #[arg(long, env = "CONNECTLY_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
 
     /// Sync only this report type (repeatable); default: every type.
     #[arg(long = "type", value_name = "T")]
     pub types: Vec<String>,
 
-    /// Where to deliver runs (repeatable); default: sqlite:connectly.db.
+    /// Where to deliver runs (repeatable); default: the config file's sinks, else
+    /// sqlite:connectly.db.
     #[arg(long = "sink", value_name = "URI")]
     pub sinks: Vec<String>,
 
-    /// Folder for the ledger, the lock and the download spool.
-    #[arg(long, default_value = "./.connectly-sync", value_name = "DIR")]
-    pub state_dir: PathBuf,
+    /// Folder for the ledger, the lock and the download spool [default: ./.connectly-sync].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +215,11 @@ pub(crate) struct SyncArgs {
     /// Print the summary as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Show what would be fetched and delivered, changing nothing: one list request per
+    /// business, the ledger read without a lock, nothing downloaded or written.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,13 +227,15 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Address to listen on (IP:PORT; port 0 picks a free one, printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    pub listen: SocketAddr,
+    /// Address to listen on (IP:PORT; port 0 picks a free one, printed on stdout)
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
-    /// Path of the webhook endpoint (the secret may follow as one more segment).
-    #[arg(long, default_value = "/webhooks/connectly", value_name = "PATH")]
-    pub webhook_path: String,
+    /// Path of the webhook endpoint (the secret may follow as one more segment)
+    /// [default: /webhooks/connectly].
+    #[arg(long, value_name = "PATH")]
+    pub webhook_path: Option<String>,
 
     /// Read the webhook secret from this file (instead of CONNECTLY_WEBHOOK_SECRET).
     #[arg(long, value_name = "PATH")]
@@ -142,9 +249,9 @@ pub(crate) struct ServeArgs {
     pub allow_download_hosts: Vec<String>,
 
     /// Run a regular sync this often as a safety net for lost webhooks (and once at
-    /// start-up), e.g. 15m, 1h, 30s; 0 turns polling off.
-    #[arg(long, default_value = "15m", value_name = "DURATION")]
-    pub poll_every: String,
+    /// start-up), e.g. 15m, 1h, 30s; 0 turns polling off [default: 15m].
+    #[arg(long, value_name = "DURATION")]
+    pub poll_every: Option<String>,
 
     /// Accept webhooks without any secret. Refused unless --listen is a loopback
     /// address; for local experiments only.
@@ -153,20 +260,27 @@ pub(crate) struct ServeArgs {
 }
 
 impl Cli {
-    /// Parses argv, listing the registry's sink schemes in `--sink`'s help.
-    pub(crate) fn parse_from_registry(registry: &SinkRegistry) -> Cli {
+    /// The clap definition, listing the registry's sink schemes in `--sink`'s help
+    /// (for parsing, completions and the man page alike).
+    pub(crate) fn command_with(registry: &SinkRegistry) -> clap::Command {
         let schemes = registry.help_lines().join("\n  ");
         let sinks_help = |cmd: clap::Command| {
             cmd.mut_arg("sinks", |arg| {
                 arg.long_help(format!(
-                    "Where to deliver runs (repeatable); default: {DEFAULT_SINK}.\n\nSink URIs:\n  {schemes}"
+                    "Where to deliver runs (repeatable); default: the config file's sinks, else {DEFAULT_SINK}.\n\nSink URIs:\n  {schemes}"
                 ))
             })
         };
-        let command = Cli::command()
-            .mut_subcommand("sync", sinks_help)
-            .mut_subcommand("serve", sinks_help);
-        let matches = command.get_matches();
+        let mut command = Cli::command();
+        for name in ["sync", "serve", "check", "list", "status"] {
+            command = command.mut_subcommand(name, sinks_help);
+        }
+        command
+    }
+
+    /// Parses argv, listing the registry's sink schemes in `--sink`'s help.
+    pub(crate) fn parse_from_registry(registry: &SinkRegistry) -> Cli {
+        let matches = Cli::command_with(registry).get_matches();
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 }

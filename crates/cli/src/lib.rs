@@ -16,20 +16,23 @@
 //! ```
 
 mod args;
+mod commands;
+mod config;
 mod output;
 mod registry;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use connectly_client::{ApiKey, ClientConfig, ReportsClient};
+use connectly_client::{ClientConfig, ReportsClient};
 use connectly_orchestrator::{SyncOptions, Syncer};
 use connectly_server::{AllowedHost, Allowlist, ServeOptions, Server, WebhookSecret};
 use connectly_sink::Sink;
 
 pub use registry::SinkRegistry;
 
-use crate::args::{Cli, Command, CommonArgs, ServeArgs, SyncArgs};
+use crate::args::{Cli, Command, CommonArgs, ServeArgs};
+use crate::config::{Business, Resolved, ServeSettings};
 
 /// Exit status: everything that should be delivered was (including "nothing new").
 pub const EXIT_OK: u8 = 0;
@@ -45,9 +48,16 @@ pub const EXIT_FAILED: u8 = 3;
 pub fn main_with(registry: SinkRegistry) -> ExitCode {
     let cli = Cli::parse_from_registry(&registry);
     init_logging(match cli.command {
-        Command::Sync(_) => "warn",
         Command::Serve(_) => "info",
+        _ => "warn",
     });
+    let config = cli.config;
+    let command = match cli.command {
+        Command::Init(args) => return ExitCode::from(commands::init(config.as_deref(), &args)),
+        Command::Completions(args) => return ExitCode::from(commands::completions(&args, &registry)),
+        Command::Man(args) => return ExitCode::from(commands::man(&args, &registry)),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -55,10 +65,15 @@ pub fn main_with(registry: SinkRegistry) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let config = config.as_deref();
     let code = runtime.block_on(async {
-        match cli.command {
-            Command::Sync(args) => sync(args, &registry).await,
-            Command::Serve(args) => serve(args, &registry).await,
+        match command {
+            Command::Sync(args) => commands::sync(config, args, &registry).await,
+            Command::Serve(args) => serve(config, args, &registry).await,
+            Command::Check(args) => commands::check(config, &args, &registry).await,
+            Command::List(args) => commands::list(config, &args, &registry).await,
+            Command::Status(args) => commands::status(config, &args),
+            Command::Init(_) | Command::Completions(_) | Command::Man(_) => EXIT_OK,
         }
     });
     ExitCode::from(code)
@@ -73,30 +88,18 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
-/// What `sync` and `serve` both build from the common options.
-struct Wiring {
-    client: ReportsClient,
-    sinks: Vec<Arc<dyn Sink>>,
-    options: SyncOptions,
+/// Reads the config file and applies the flags; prints the problem (exit 2) when unusable.
+pub(crate) fn load(config: Option<&std::path::Path>, args: &CommonArgs) -> Result<Resolved, u8> {
+    Resolved::load(config, args).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })
 }
 
-/// The API client, sinks and sync options; prints the problem and gives the exit
-/// status when the configuration is unusable.
-fn wire(args: &CommonArgs, registry: &SinkRegistry) -> Result<Wiring, u8> {
-    let Some(api_key) = std::env::var("CONNECTLY_API_KEY").ok().filter(|k| !k.trim().is_empty()) else {
-        eprintln!(
-            "error: CONNECTLY_API_KEY is not set. Export your Connectly API key in the environment \
-             (it is never accepted on the command line)."
-        );
-        return Err(EXIT_USAGE);
-    };
-    let sink_uris = if args.sinks.is_empty() {
-        vec![args::DEFAULT_SINK.to_owned()]
-    } else {
-        args.sinks.clone()
-    };
+/// Builds every sink; prints the first bad URI (exit 2).
+pub(crate) fn build_sinks(resolved: &Resolved, registry: &SinkRegistry) -> Result<Vec<Arc<dyn Sink>>, u8> {
     let mut sinks = Vec::new();
-    for uri in &sink_uris {
+    for uri in &resolved.sinks {
         match registry.build(uri) {
             Ok(sink) => sinks.push(sink),
             Err(e) => {
@@ -105,57 +108,55 @@ fn wire(args: &CommonArgs, registry: &SinkRegistry) -> Result<Wiring, u8> {
             }
         }
     }
-    let config = ClientConfig::new(ApiKey::new(api_key)).with_base_url(args.base_url.clone());
-    let client = match ReportsClient::new(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: --base-url {:?}: {e}", args.base_url);
-            return Err(EXIT_USAGE);
-        }
-    };
-    let options = SyncOptions::new(args.business_id.clone().into(), args.state_dir.clone())
-        .with_report_types(args.types.iter().map(|t| t.as_str().into()).collect());
-    Ok(Wiring { client, sinks, options })
+    Ok(sinks)
 }
 
-async fn sync(args: SyncArgs, registry: &SinkRegistry) -> u8 {
-    let Wiring { client, sinks, options } = match wire(&args.common, registry) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let syncer = Syncer::new(Arc::new(client), sinks, options);
-    match syncer.run().await {
-        Ok(report) => {
-            if args.json {
-                output::print_json(&report);
+/// The API client of one business (reads its key).
+pub(crate) fn client_for(business: &Business) -> Result<ReportsClient, String> {
+    let key = business.key.read()?;
+    let config = ClientConfig::new(key).with_base_url(business.base_url.clone());
+    ReportsClient::new(config).map_err(|e| format!("--base-url {:?}: {e}", business.base_url))
+}
+
+/// A syncer per business, sharing the sinks; prints the problem (exit 2) when a key or
+/// base URL is unusable.
+pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Vec<Syncer>, u8> {
+    let businesses = resolved.require_businesses().map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })?;
+    let several = businesses.len() > 1;
+    let mut out = Vec::new();
+    for business in businesses {
+        let client = client_for(business).map_err(|e| {
+            if several {
+                eprintln!("error: business {}: {e}", business.label());
             } else {
-                output::print_human(&report);
+                eprintln!("error: {e}");
             }
-            if report.is_ok() { EXIT_OK } else { EXIT_INCOMPLETE }
-        }
-        Err(e) => {
-            if args.json {
-                output::print_json_error(&e);
-            }
-            eprintln!("error: {e}");
-            EXIT_FAILED
-        }
+            EXIT_USAGE
+        })?;
+        let options = SyncOptions::new(business.id.clone().into(), resolved.state_dir.clone())
+            .with_report_types(business.types.iter().map(|t| t.as_str().into()).collect());
+        out.push(Syncer::new(Arc::new(client), sinks.to_vec(), options));
     }
+    Ok(out)
 }
 
-/// The webhook secret from `--webhook-secret-file` or `CONNECTLY_WEBHOOK_SECRET` (not
-/// both); `Ok(None)` when neither is given.
-fn webhook_secret(args: &ServeArgs) -> Result<Option<WebhookSecret>, String> {
-    let from_env = std::env::var("CONNECTLY_WEBHOOK_SECRET")
+/// The webhook secret from the secret file (`--webhook-secret-file` or the config's
+/// `webhook_secret_file`) or the environment variable (CONNECTLY_WEBHOOK_SECRET or the
+/// config's `webhook_secret_env`), not both; `Ok(None)` when neither is given.
+fn webhook_secret(settings: &ServeSettings) -> Result<Option<WebhookSecret>, String> {
+    let from_env = std::env::var(&settings.secret_env)
         .ok()
         .filter(|s| !s.trim().is_empty());
-    let text = match (&args.webhook_secret_file, from_env) {
+    let env = &settings.secret_env;
+    let text = match (&settings.secret_file, from_env) {
         (Some(_), Some(_)) => {
-            return Err("both CONNECTLY_WEBHOOK_SECRET and --webhook-secret-file are set; use one".to_owned());
+            return Err(format!("both {env} and a webhook secret file are set; use one"));
         }
-        (Some(path), None) => {
-            std::fs::read_to_string(path).map_err(|e| format!("--webhook-secret-file {}: {e}", path.display()))?
-        }
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map_err(|e| format!("webhook secret file {}: {e}", path.display()))?,
         (None, Some(text)) => text,
         (None, None) => return Ok(None),
     };
@@ -175,33 +176,54 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-async fn serve(args: ServeArgs, registry: &SinkRegistry) -> u8 {
+async fn serve(config: Option<&std::path::Path>, args: ServeArgs, registry: &SinkRegistry) -> u8 {
     let usage = |message: String| {
         eprintln!("error: {message}");
         EXIT_USAGE
     };
-    let secret = match webhook_secret(&args) {
+    let resolved = match load(config, &args.common) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let settings = resolved.serve(&args);
+    let secret = match webhook_secret(&settings) {
         Ok(secret) => secret,
         Err(e) => return usage(e),
     };
     let mut allowlist = Allowlist::default();
-    for entry in &args.allow_download_hosts {
+    for entry in &settings.allow_download_hosts {
         match entry.parse::<AllowedHost>() {
             Ok(host) => allowlist.allow(host),
             Err(e) => return usage(e.to_string()),
         }
     }
-    let poll_every = match connectly_server::parse_duration(&args.poll_every) {
+    let poll_every = match connectly_server::parse_duration(&settings.poll_every) {
         Ok(d) => d,
         Err(e) => return usage(format!("--poll-every: {e}")),
     };
-    let Wiring { client, sinks, options } = match wire(&args.common, registry) {
-        Ok(w) => w,
+    let sinks = match build_sinks(&resolved, registry) {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    let mut serve_options = ServeOptions::new(args.listen, secret);
-    serve_options.webhook_path = args.webhook_path.clone();
-    serve_options.insecure_no_secret = args.insecure_no_secret;
+    let business = match resolved.require_businesses() {
+        Ok([one]) => one,
+        Ok(several) => {
+            return usage(format!(
+                "serve syncs one business and the configuration has {}; pick one with --business-id",
+                several.len()
+            ));
+        }
+        Err(e) => return usage(e.to_string()),
+    };
+    let client = match client_for(business) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let options = SyncOptions::new(business.id.clone().into(), resolved.state_dir.clone())
+        .with_report_types(business.types.iter().map(|t| t.as_str().into()).collect());
+    let mut serve_options = ServeOptions::new(settings.listen, secret);
+    serve_options.webhook_path = settings.webhook_path.clone();
+    serve_options.insecure_no_secret = settings.insecure_no_secret;
     serve_options.allowlist = allowlist;
     serve_options.poll_every = (!poll_every.is_zero()).then_some(poll_every);
     // Signal handlers first: a signal right after start-up must not kill the process.
@@ -219,7 +241,7 @@ async fn serve(args: ServeArgs, registry: &SinkRegistry) -> u8 {
             return if e.is_config() { EXIT_USAGE } else { EXIT_FAILED };
         }
     };
-    println!("listening on http://{}{}", server.local_addr(), args.webhook_path);
+    println!("listening on http://{}{}", server.local_addr(), settings.webhook_path);
     match server.run(shutdown).await {
         Ok(()) => EXIT_OK,
         Err(e) => {

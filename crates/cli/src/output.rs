@@ -1,7 +1,7 @@
 use connectly_orchestrator::{ReportOutcome, RunAction, SinkOutcome, SyncError, SyncReport};
 use serde_json::{Value, json};
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -113,6 +113,11 @@ fn sink_json(s: &SinkOutcome) -> Value {
 
 /// Prints the summary as one JSON document on stdout.
 pub(crate) fn print_json(report: &SyncReport) {
+    println!("{}", report_json(report));
+}
+
+/// The summary as one JSON document.
+pub(crate) fn report_json(report: &SyncReport) -> Value {
     let reports: Vec<Value> = report
         .reports
         .iter()
@@ -133,19 +138,20 @@ pub(crate) fn print_json(report: &SyncReport) {
             })
         })
         .collect();
-    let doc = json!({
+    json!({
         "ok": report.is_ok(),
         "list_requests": report.list_requests,
         "delivered_runs": report.delivered_runs(),
         "reports": reports,
-    });
-    println!("{doc}");
+    })
 }
 
 /// Prints a sync that could not run as JSON on stdout.
 pub(crate) fn print_json_error(error: &SyncError) {
-    println!(
-        "{}",
-        json!({"ok": false, "error": error.to_string(), "temporary": error.is_temporary(), "reports": []})
-    );
+    println!("{}", error_json(error));
+}
+
+/// A sync that could not run, as JSON.
+pub(crate) fn error_json(error: &SyncError) -> Value {
+    json!({"ok": false, "error": error.to_string(), "temporary": error.is_temporary(), "reports": []})
 }

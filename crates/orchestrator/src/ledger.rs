@@ -323,6 +323,17 @@ impl Ledger {
             .map_err(self.err("listing spooled runs"))
     }
 
+    /// Every business the ledger has seen a run or an event of, sorted.
+    pub fn businesses(&self) -> Result<Vec<BusinessId>, SyncError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT business_id FROM runs UNION SELECT business_id FROM events ORDER BY 1")
+            .map_err(self.err("listing businesses"))?;
+        stmt.query_map([], |row| row.get::<_, String>(0).map(BusinessId::new))
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("listing businesses"))
+    }
+
     /// Every run of `business`, most recently seen first.
     pub fn runs(&self, business: &BusinessId) -> Result<Vec<LedgerRun>, SyncError> {
         let mut stmt = self
