@@ -9,7 +9,7 @@
 //! in the ledger. Runs come from a [`Source`]: the Reports API client
 //! (`connectly_client::ReportsClient`) in production, anything else in tests. The
 //! state folder ([`SyncOptions::state_dir`]) holds `ledger.db`, the `lock` file,
-//! `spool/` and `quarantine/`; give each business its own.
+//! `spool/` and `quarantine/`; one process at a time can use it.
 //!
 //! Driving a sync (this needs the network, so it is not run here):
 //!
