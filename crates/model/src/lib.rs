@@ -5,6 +5,13 @@
 //! into the same domain types. It does no I/O and pulls in no async runtime, so any
 //! program can use it to understand a payload it obtained some other way.
 //!
+//! # Using it alone
+//! Depend on this crate when you only need the API model: to read a list-API response
+//! your own HTTP code fetched, or to decode the vendor's webhook in your own server.
+//! It depends on serde, serde_json and `time`; no HTTP stack, no runtime.
+//!
+//! Decoding a list-API response:
+//!
 //! ```
 //! use connectly_model::{decode_list_response, RunStatus};
 //!
@@ -18,6 +25,20 @@
 //! assert!(run.download_url().is_some());
 //! // The signature never shows in Debug output.
 //! assert!(!format!("{run:?}").contains("secret"));
+//! ```
+//!
+//! Decoding a webhook (snake_case fields) gives the same domain types:
+//!
+//! ```
+//! use connectly_model::{decode_webhook, RunStatus};
+//!
+//! let body = br#"{"topic":"report","report":{"id":"r1","name":"Daily","type":"campaign.daily.v1",
+//!   "last_run":{"id":"run-1","status":"completed"}}}"#;
+//! let event = decode_webhook(body).unwrap();
+//! assert_eq!(event.topic, "report");
+//! let report = event.report.unwrap();
+//! println!("{} ({}): run {}", report.name, report.report_type, report.last_run.as_ref().unwrap().id);
+//! assert_eq!(report.last_run.unwrap().status, RunStatus::Completed);
 //! ```
 
 mod error;

@@ -29,6 +29,62 @@
 //! finish (up to [`SHUTDOWN_GRACE`], then abandons it: sinks publish atomically, the
 //! ledger is written after each confirmation), and pending events are processed on the
 //! next start.
+//!
+//! # Using it alone
+//! `connectly-sync serve` is this crate plus argument parsing. Embed it when your
+//! program builds its own sinks or source and still wants the webhook endpoint, the
+//! polling safety net, `/readyz` and `/metrics`. `docs/operations.md` describes running
+//! it as a service, and every metric.
+//!
+//! The configuration types check their input without I/O:
+//!
+//! ```
+//! use std::time::Duration;
+//! use connectly_model::SignedUrl;
+//! use connectly_server::{AllowedHost, Allowlist, WebhookSecret, parse_duration};
+//!
+//! assert!(WebhookSecret::new("too-short").is_err());
+//! let secret = WebhookSecret::new("3f1c9a0e5b7d2c4e8a6f1b3d5c7e9a0b\n").unwrap(); // trimmed
+//! assert!(secret.matches(b"3f1c9a0e5b7d2c4e8a6f1b3d5c7e9a0b"));
+//!
+//! let mut allowlist = Allowlist::default(); // https://reports.connectly.ai only
+//! allowlist.allow("files.example.com:8443".parse::<AllowedHost>().unwrap());
+//! assert!(allowlist.check(&SignedUrl::new("https://reports.connectly.ai/abc?sig=x")).is_ok());
+//! assert!(allowlist.check(&SignedUrl::new("https://files.example.com:8443/abc")).is_ok());
+//! assert!(allowlist.check(&SignedUrl::new("http://reports.connectly.ai/abc")).is_err());
+//!
+//! assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+//! ```
+//!
+//! Serving (this binds a socket and calls the API, so it is not run here):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use connectly_client::{ApiKey, ClientConfig, ReportsClient};
+//! use connectly_orchestrator::SyncOptions;
+//! use connectly_server::{ServeOptions, Server, WebhookSecret};
+//! use connectly_sink::Sink;
+//!
+//! let client = ReportsClient::new(ClientConfig::new(ApiKey::new(std::env::var("CONNECTLY_API_KEY")?)))?;
+//! let sinks: Vec<Arc<dyn Sink>> = vec![/* your sinks */];
+//! let sync = SyncOptions::new("2d503e81-e270-4467-a05f-21a900efbbc1".into(), "./.connectly-sync".into());
+//! let secret = WebhookSecret::new(&std::env::var("CONNECTLY_WEBHOOK_SECRET")?)?;
+//! let mut options = ServeOptions::new("127.0.0.1:8080".parse()?, Some(secret));
+//! options.poll_every = Some(std::time::Duration::from_secs(30 * 60));
+//!
+//! // `Server::run` is not `Send`: drive it with `block_on` (or on a `LocalSet`).
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let server = Server::bind(Arc::new(client), sinks, sync, options).await?;
+//!     println!("listening on http://{}", server.local_addr());
+//!     let shutdown = async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     };
+//!     server.run(shutdown).await
+//! })?;
+//! # Ok(()) }
+//! ```
 
 mod config;
 mod error;

@@ -1,6 +1,52 @@
 //! A connectly-sync sink that keeps a byte-identical copy of each run's CSV in a
 //! partitioned folder, with a JSON manifest beside it.
 //!
+//! `connectly-sync` builds it from `--sink file:DIR`; `docs/sinks.md` describes it for
+//! operators. Use it alone (with the orchestrator, or from your own code) when you
+//! want the same verified, atomic, idempotent copies in a folder. It does its file I/O
+//! on Tokio's blocking pool, so it needs a Tokio runtime.
+//!
+//! ```
+//! use connectly_sink::{Manifest, RunData, RunInfo, Sink};
+//! use connectly_sink_file::FileSink;
+//! use sha2::{Digest, Sha256};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let scratch = tempfile::tempdir()?;
+//! // The run's CSV as the orchestrator spools it, with its size and SHA-256.
+//! let csv = b"day,sent\n2025-04-30,12\n";
+//! let spool = scratch.path().join("spooled.csv");
+//! std::fs::write(&spool, csv)?;
+//! let data = RunData {
+//!     path: spool,
+//!     bytes: csv.len() as u64,
+//!     sha256: hex::encode(Sha256::digest(csv)),
+//!     rows: 1,
+//! };
+//! let run = RunInfo {
+//!     business_id: "2d503e81-e270-4467-a05f-21a900efbbc1".into(),
+//!     report_id: "r1".into(),
+//!     report_name: "Daily".into(),
+//!     report_type: "campaign.daily.custom".into(),
+//!     run_id: "run-1".into(),
+//!     completed_at: time::macros::datetime!(2025-04-30 12:00 UTC),
+//! };
+//!
+//! let sink = FileSink::new(scratch.path().join("reports"));
+//! sink.check().await?; // creates the root; writes and deletes a probe file
+//! let receipt = sink.deliver(&run, &data).await?;
+//! println!("delivered to {}", receipt.location);
+//! assert_eq!(std::fs::read(sink.data_path(&run)?)?, csv);
+//! let manifest = Manifest::from_json(&std::fs::read(sink.manifest_path(&run)?)?)?;
+//! assert_eq!((manifest.rows, manifest.sha256.as_str()), (1, data.sha256.as_str()));
+//!
+//! // Delivering the same run again changes nothing.
+//! assert!(sink.deliver(&run, &data).await?.already_present);
+//! assert!(sink.holds(&run, &data.sha256).await?);
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
 //! Every run lands under the key shared by all file-like sinks
 //! ([`connectly_sink::layout`]), below the root folder given to [`FileSink::new`]:

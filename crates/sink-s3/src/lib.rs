@@ -7,6 +7,49 @@
 //! `s3://reports?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true` for a
 //! local MinIO. The sink's name is `s3://BUCKET/PREFIX`, without options.
 //!
+//! `connectly-sync` builds it from `--sink s3://…` (with its default `s3` feature);
+//! `docs/sinks.md` describes it for operators. Use it alone (with the orchestrator, or
+//! from your own code) when you want the same verified, idempotent copies in a bucket.
+//! Naming a sink does no I/O:
+//!
+//! ```
+//! use connectly_sink::{RunInfo, Sink};
+//! use connectly_sink_s3::{ChecksumMode, S3Sink};
+//!
+//! let sink = S3Sink::from_uri("s3://analytics/connectly?region=eu-west-1").unwrap();
+//! assert_eq!(sink.name(), "s3://analytics/connectly");
+//! assert_eq!(sink.config().region.as_deref(), Some("eu-west-1"));
+//! assert_eq!(sink.config().checksum, ChecksumMode::WhenRequired);
+//!
+//! let run = RunInfo {
+//!     business_id: "2d503e81-e270-4467-a05f-21a900efbbc1".into(),
+//!     report_id: "r1".into(),
+//!     report_name: "Daily".into(),
+//!     report_type: "campaign.daily.v1".into(),
+//!     run_id: "run-1".into(),
+//!     completed_at: time::macros::datetime!(2025-04-30 12:00 UTC),
+//! };
+//! let key = sink.data_key(&run);
+//! assert!(key.starts_with("connectly/") && key.ends_with("/run_date=2025-04-30/run-1.csv"));
+//!
+//! // Credentials never go in the URI.
+//! assert!(S3Sink::from_uri("s3://AKIA:secret@analytics").is_err());
+//! ```
+//!
+//! Delivering needs the store (and a Tokio runtime), so it is not run here:
+//!
+//! ```no_run
+//! # async fn demo(run: connectly_sink::RunInfo, data: connectly_sink::RunData) -> Result<(), Box<dyn std::error::Error>> {
+//! use connectly_sink::Sink;
+//! use connectly_sink_s3::S3Sink;
+//!
+//! let sink = S3Sink::from_uri("s3://reports?endpoint=http://127.0.0.1:9000&region=us-east-1")?;
+//! sink.check().await?; // HeadBucket: the bucket exists and the credentials may use it
+//! let receipt = sink.deliver(&run, &data).await?;
+//! println!("{}", receipt.location); // s3://reports/…/<run id>.csv
+//! # Ok(()) }
+//! ```
+//!
 //! | option | meaning | default |
 //! |---|---|---|
 //! | `endpoint=URL` | the store's `http(s)://` URL | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, else AWS |

@@ -7,6 +7,57 @@
 //! sees all of a run or none of it. The spool file is read once; its size and SHA-256
 //! are computed while it is parsed and checked before the commit.
 //!
+//! `connectly-sync` builds it from `--sink sqlite:PATH`; `docs/sinks.md` describes it
+//! for operators. Use it alone (with the orchestrator, or from your own code) when you
+//! want campaign reports as typed, queryable tables. Its blocking SQLite work runs on
+//! Tokio's blocking pool, so it needs a Tokio runtime.
+//!
+//! ```
+//! use connectly_sink::{RunData, RunInfo, Sink};
+//! use connectly_sink_sqlite::SqliteSink;
+//! use sha2::{Digest, Sha256};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let scratch = tempfile::tempdir()?;
+//! let csv = "customer_external_id,business_id,campaign_name,sendout_id,cnt_session_id,\
+//! sent_at,delivered_at,read_at,opt_out_at,error_code,error_msg,button_clicks,link_clicks,\
+//! input_variables,output_variables\n\
+//! +123,b1,Spring,s1,c1,2024-05-10 20:13:50.682000,,,,131026,Message Undeliverable.,,,{},\n";
+//! let spool = scratch.path().join("spooled.csv");
+//! std::fs::write(&spool, csv)?;
+//! let data = RunData {
+//!     path: spool,
+//!     bytes: csv.len() as u64,
+//!     sha256: hex::encode(Sha256::digest(csv)),
+//!     rows: 1,
+//! };
+//! let run = RunInfo {
+//!     business_id: "2d503e81-e270-4467-a05f-21a900efbbc1".into(),
+//!     report_id: "r1".into(),
+//!     report_name: "Daily".into(),
+//!     report_type: "campaign.daily.v1".into(),
+//!     run_id: "run-1".into(),
+//!     completed_at: time::macros::datetime!(2025-04-30 12:00 UTC),
+//! };
+//!
+//! let db = scratch.path().join("connectly.db");
+//! let sink = SqliteSink::new(&db);
+//! let receipt = sink.deliver(&run, &data).await?;
+//! assert_eq!(receipt.location, format!("sqlite:{} table campaign_rows (run seq 1)", db.display()));
+//! assert!(sink.deliver(&run, &data).await?.already_present);
+//!
+//! // Any SQLite client can read the tables.
+//! let conn = rusqlite::Connection::open(&db)?;
+//! let (campaign, code): (String, i64) = conn.query_row(
+//!     "SELECT campaign_name, error_code FROM campaign_rows WHERE run_id = 'run-1'",
+//!     [],
+//!     |row| Ok((row.get(0)?, row.get(1)?)),
+//! )?;
+//! assert_eq!((campaign.as_str(), code), ("Spring", 131026));
+//! # Ok(()) }
+//! ```
+//!
 //! # Schema (a user-facing contract)
 //!
 //! Table and column names below are stable; `PRAGMA user_version` holds the schema
