@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod faults;
 mod malformed;
+mod operator;
 mod resilience;
 mod s3;
 mod serve;

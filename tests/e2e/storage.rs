@@ -91,7 +91,8 @@ fn assert_no_files(root: &Path) {
     assert!(files.is_empty(), "files left under {}: {files:?}", root.display());
 }
 
-const CSV_KEY: &str = "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv";
+const CSV_KEY: &str =
+    "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.csv";
 const MANIFEST_KEY: &str = "business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=campaign.daily.v1/run_date=2025-04-30/run-1.manifest.json";
 
 /// The file sink on a broken mount fails with `expect` in its message and the given

@@ -72,7 +72,10 @@ pub(crate) fn man(args: &ManArgs, registry: &SinkRegistry) -> u8 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            let place = args.dir.as_deref().map_or("stdout".to_owned(), |d| d.display().to_string());
+            let place = args
+                .dir
+                .as_deref()
+                .map_or("stdout".to_owned(), |d| d.display().to_string());
             eprintln!("error: writing the man page to {place}: {e}");
             EXIT_FAILED
         }
@@ -111,7 +114,7 @@ pub(crate) async fn sync(config: Option<&Path>, args: SyncArgs, registry: &SinkR
                     output::print_json_error(&e);
                 }
                 eprintln!("error: {e}");
-                EXIT_FAILED
+                failed_exit(&e)
             }
         };
     }
@@ -122,10 +125,20 @@ pub(crate) async fn sync(config: Option<&Path>, args: SyncArgs, registry: &SinkR
                 output::print_json_error(&e);
             }
             eprintln!("error: {e}");
-            return EXIT_FAILED;
+            return failed_exit(&e);
         }
     };
     several_summaries(&syncers, &results, args.json)
+}
+
+/// A sync that could not run: 2 when the options are unusable (the same sink twice),
+/// else 3.
+fn failed_exit(e: &connectly_orchestrator::SyncError) -> u8 {
+    if matches!(e, connectly_orchestrator::SyncError::Options(_)) {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// Prints one summary per business; the exit status covers them all.
@@ -149,7 +162,10 @@ fn several_summaries(
                 doc
             })
             .collect();
-        println!("{}", json!({"ok": failed == 0 && !incomplete, "businesses": businesses}));
+        println!(
+            "{}",
+            json!({"ok": failed == 0 && !incomplete, "businesses": businesses})
+        );
     } else {
         for (syncer, result) in syncers.iter().zip(results) {
             println!("business {}:", syncer.business_id());
@@ -330,7 +346,16 @@ pub(crate) async fn list(config: Option<&Path>, args: &ListArgs, registry: &Sink
 }
 
 fn print_table(plan: &SyncPlan) {
-    let header = ["TYPE", "REPORT", "RUN", "STATUS", "CREATED", "EXPIRES", "ROWS", "DELIVERED TO"];
+    let header = [
+        "TYPE",
+        "REPORT",
+        "RUN",
+        "STATUS",
+        "CREATED",
+        "EXPIRES",
+        "ROWS",
+        "DELIVERED TO",
+    ];
     let rows: Vec<[String; 8]> = plan
         .runs
         .iter()
@@ -429,11 +454,19 @@ pub(crate) fn status(config: Option<&Path>, args: &StatusArgs) -> u8 {
     }
 }
 
-fn status_doc(ledger: &Ledger, resolved: &Resolved, per_report: usize) -> Result<Value, connectly_orchestrator::SyncError> {
+fn status_doc(
+    ledger: &Ledger,
+    resolved: &Resolved,
+    per_report: usize,
+) -> Result<Value, connectly_orchestrator::SyncError> {
     let businesses: Vec<BusinessId> = if resolved.businesses.is_empty() {
         ledger.businesses()?
     } else {
-        resolved.businesses.iter().map(|b| BusinessId::new(b.id.clone())).collect()
+        resolved
+            .businesses
+            .iter()
+            .map(|b| BusinessId::new(b.id.clone()))
+            .collect()
     };
     let mut docs = Vec::new();
     for business in &businesses {
@@ -635,25 +668,30 @@ pub(crate) async fn check(config: Option<&Path>, args: &CheckArgs, registry: &Si
         }
     };
     let mut checks = Checks { failed: 0, total: 0 };
-    let source = resolved
-        .file
-        .as_ref()
-        .map_or_else(|| "no config file; flags and environment".to_owned(), |p| p.display().to_string());
+    let source = resolved.file.as_ref().map_or_else(
+        || "no config file; flags and environment".to_owned(),
+        |p| p.display().to_string(),
+    );
     checks.line(
         "configuration",
-        resolved.require_businesses().map(|b| {
-            format!(
-                "{source}: {} business(es), {} sink(s), state folder {}",
-                b.len(),
-                resolved.sinks.len(),
-                resolved.state_dir.display()
-            )
-        })
-        .map_err(|e| e.to_string()),
+        resolved
+            .require_businesses()
+            .map(|b| {
+                format!(
+                    "{source}: {} business(es), {} sink(s), state folder {}",
+                    b.len(),
+                    resolved.sinks.len(),
+                    resolved.state_dir.display()
+                )
+            })
+            .map_err(|e| e.to_string()),
     );
     let mut clients = Vec::new();
     for business in &resolved.businesses {
-        let result = business.key.read().map(|_| format!("API key from {}", business.key.describe()));
+        let result = business
+            .key
+            .read()
+            .map(|_| format!("API key from {}", business.key.describe()));
         let ok = result.is_ok();
         checks.line(&format!("business {}", business.label()), result);
         if ok {
@@ -683,7 +721,13 @@ pub(crate) async fn check(config: Option<&Path>, args: &CheckArgs, registry: &Si
             let result = client
                 .list_reports(&id, None)
                 .await
-                .map(|reports| format!("API key accepted by {} ({} reports listed)", business.base_url, reports.len()))
+                .map(|reports| {
+                    format!(
+                        "API key accepted by {} ({} reports listed)",
+                        business.base_url,
+                        reports.len()
+                    )
+                })
                 .map_err(|e| e.to_string());
             checks.line(&format!("business {} API", business.label()), result);
         }

@@ -300,7 +300,11 @@ fn interpolate_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
             }
             match lookup(name) {
                 Some(value) => out.push_str(&value),
-                None => return Err(format!("${{{name}}} is used but the environment variable {name} is not set")),
+                None => {
+                    return Err(format!(
+                        "${{{name}}} is used but the environment variable {name} is not set"
+                    ));
+                }
             }
             rest = &inner[end + 1..];
         } else {
@@ -323,7 +327,9 @@ impl SinkConfig {
                 OptionValue::Number(n) => n.to_string(),
             };
             if value.contains(['&', '#']) || key.contains(['&', '#', '=']) {
-                return Err(format!("sink[{index}].options.{key}: `&`, `#` and `=` are not allowed here"));
+                return Err(format!(
+                    "sink[{index}].options.{key}: `&`, `#` and `=` are not allowed here"
+                ));
             }
             let sep = if i == 0 && !uri.contains('?') { '?' } else { '&' };
             uri.push(sep);
@@ -338,10 +344,14 @@ impl SinkConfig {
 impl BusinessConfig {
     fn key_source(&self, file: &Path, index: usize) -> Result<KeySource, ConfigError> {
         let at = format!("{}: business[{index}] ({})", file.display(), self.id);
-        let given = [self.api_key_env.is_some(), self.api_key_file.is_some(), self.api_key.is_some()]
-            .iter()
-            .filter(|g| **g)
-            .count();
+        let given = [
+            self.api_key_env.is_some(),
+            self.api_key_file.is_some(),
+            self.api_key.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
         if given > 1 {
             return Err(ConfigError(format!(
                 "{at}: give one of api_key_env, api_key_file, api_key"
@@ -360,7 +370,9 @@ impl BusinessConfig {
             return Ok(KeySource::File(path.clone()));
         }
         Ok(KeySource::Env(
-            self.api_key_env.clone().unwrap_or_else(|| DEFAULT_API_KEY_ENV.to_owned()),
+            self.api_key_env
+                .clone()
+                .unwrap_or_else(|| DEFAULT_API_KEY_ENV.to_owned()),
         ))
     }
 }
@@ -437,7 +449,10 @@ impl Resolved {
         };
         let concurrency = fc.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
-            return Err(ConfigError(format!("{}: concurrency must be at least 1", shown.display())));
+            return Err(ConfigError(format!(
+                "{}: concurrency must be at least 1",
+                shown.display()
+            )));
         }
         Ok(Resolved {
             file,
@@ -604,7 +619,11 @@ mod tests {
         a.base_url = Some("http://127.0.0.1:1".into());
         let r = load_text(text, &a).unwrap();
         assert_eq!(r.businesses.len(), 1);
-        assert_eq!(r.businesses[0].key, KeySource::File("k".into()), "the file's key source is kept");
+        assert_eq!(
+            r.businesses[0].key,
+            KeySource::File("k".into()),
+            "the file's key source is kept"
+        );
         assert_eq!(r.businesses[0].types, ["z"]);
         assert_eq!(r.businesses[0].base_url, "http://127.0.0.1:1");
         assert_eq!(r.sinks, ["sqlite:x.db"]);
@@ -613,7 +632,8 @@ mod tests {
 
     #[test]
     fn sink_options_become_the_query() {
-        let text = "[[sink]]\nuri = \"s3://b/p\"\noptions = { endpoint = \"http://127.0.0.1:9000\", path_style = true }\n";
+        let text =
+            "[[sink]]\nuri = \"s3://b/p\"\noptions = { endpoint = \"http://127.0.0.1:9000\", path_style = true }\n";
         let r = load_text(text, &args()).unwrap();
         assert_eq!(r.sinks, ["s3://b/p?endpoint=http://127.0.0.1:9000&path_style=true"]);
         let bad = "[[sink]]\nuri = \"s3://b\"\noptions = { region = \"a&b\" }\n";
@@ -623,10 +643,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_the_line_and_the_field() {
-        let e = load_text("state_dir = \"s\"\n[[business]]\nid = \"b\"\ncolour = \"blue\"\n", &args())
-            .unwrap_err()
-            .0;
-        assert!(e.contains("c.toml") && e.contains("line 4") && e.contains("colour"), "{e}");
+        let e = load_text(
+            "state_dir = \"s\"\n[[business]]\nid = \"b\"\ncolour = \"blue\"\n",
+            &args(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("c.toml") && e.contains("line 4") && e.contains("colour"),
+            "{e}"
+        );
         let e = load_text("[[business]]\nid = \"b\"\napi_key = \"hunter2hunter2\"\n", &args())
             .unwrap_err()
             .0;
@@ -660,8 +686,16 @@ mod tests {
         let env = |name: &str| (name == "HOME_DIR").then(|| "/home/me".to_owned());
         assert_eq!(interpolate_with("${HOME_DIR}/x", env).unwrap(), "/home/me/x");
         assert_eq!(interpolate_with("a$$b $5", env).unwrap(), "a$b $5");
-        assert!(interpolate_with("${NOPE}", env).unwrap_err().contains("NOPE is not set"));
+        assert!(
+            interpolate_with("${NOPE}", env)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
         assert!(interpolate_with("${HOME_DIR", env).unwrap_err().contains("closing"));
-        assert!(interpolate_with("${1X}", env).unwrap_err().contains("not a variable name"));
+        assert!(
+            interpolate_with("${1X}", env)
+                .unwrap_err()
+                .contains("not a variable name")
+        );
     }
 }

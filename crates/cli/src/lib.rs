@@ -155,8 +155,9 @@ fn webhook_secret(settings: &ServeSettings) -> Result<Option<WebhookSecret>, Str
         (Some(_), Some(_)) => {
             return Err(format!("both {env} and a webhook secret file are set; use one"));
         }
-        (Some(path), None) => std::fs::read_to_string(path)
-            .map_err(|e| format!("webhook secret file {}: {e}", path.display()))?,
+        (Some(path), None) => {
+            std::fs::read_to_string(path).map_err(|e| format!("webhook secret file {}: {e}", path.display()))?
+        }
         (None, Some(text)) => text,
         (None, None) => return Ok(None),
     };

@@ -4,8 +4,8 @@ use futures_util::StreamExt;
 use futures_util::stream;
 
 use crate::error::SyncError;
-use crate::report::SyncReport;
 use crate::lock::StateLock;
+use crate::report::SyncReport;
 use crate::sync::Syncer;
 
 /// Syncs several businesses that share one state folder (each has its own ledger

@@ -261,7 +261,10 @@ impl Sink for FileSink {
 
     async fn probe(&self) -> Result<String, SinkError> {
         FileSink::check(self).await?;
-        Ok(format!("wrote, synced and deleted a probe file in {}", self.inner.root.display()))
+        Ok(format!(
+            "wrote, synced and deleted a probe file in {}",
+            self.inner.root.display()
+        ))
     }
 }
 

@@ -417,7 +417,10 @@ impl Sink for S3Sink {
     async fn probe(&self) -> Result<String, SinkError> {
         S3Sink::check(self).await?;
         let key = self.write_probe().await?;
-        Ok(format!("the bucket answered HeadBucket; wrote and deleted s3://{}/{key}", self.inner.config.bucket))
+        Ok(format!(
+            "the bucket answered HeadBucket; wrote and deleted s3://{}/{key}",
+            self.inner.config.bucket
+        ))
     }
 }
 

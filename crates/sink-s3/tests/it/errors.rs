@@ -18,7 +18,10 @@ async fn a_missing_bucket_is_permanent_and_named() {
     assert!(!line.contains('\n'), "{line}");
     assert!(line.starts_with("s3://no-such-bucket/p: "), "{line}");
     assert!(line.contains("NoSuchBucket"), "{line}");
-    assert!(line.contains("s3://no-such-bucket/p/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type="), "{line}");
+    assert!(
+        line.contains("s3://no-such-bucket/p/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type="),
+        "{line}"
+    );
     assert!(!line.contains(testing::SECRET_ACCESS_KEY), "{line}");
     let err = sink.check().await.unwrap_err();
     assert!(!err.is_retriable(), "{}", err.chain());

@@ -142,7 +142,8 @@ async fn conformance_suite() {
     let all = keys(&client, "conformance").await;
     assert!(!all.is_empty());
     assert!(
-        all.iter().all(|k| k.starts_with("exports/connectly/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=")),
+        all.iter()
+            .all(|k| k.starts_with("exports/connectly/business_id=2d503e81-e270-4467-a05f-21a900efbbc1/report_type=")),
         "{all:?}"
     );
     assert!(pending_uploads(&client, "conformance").await.is_empty());
