@@ -16,7 +16,9 @@
 //! ```
 
 mod args;
+mod logging;
 mod output;
+mod progress;
 mod registry;
 
 use std::process::ExitCode;
@@ -65,12 +67,7 @@ pub fn main_with(registry: SinkRegistry) -> ExitCode {
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    logging::init(logging::LogFormat::Pretty, default);
 }
 
 /// What `sync` and `serve` both build from the common options.
@@ -119,10 +116,17 @@ fn wire(args: &CommonArgs, registry: &SinkRegistry) -> Result<Wiring, u8> {
 }
 
 async fn sync(args: SyncArgs, registry: &SinkRegistry) -> u8 {
-    let Wiring { client, sinks, options } = match wire(&args.common, registry) {
+    let Wiring {
+        client,
+        sinks,
+        mut options,
+    } = match wire(&args.common, registry) {
         Ok(w) => w,
         Err(code) => return code,
     };
+    if let Some(progress) = progress::for_stderr() {
+        options = options.with_progress(progress);
+    }
     let syncer = Syncer::new(Arc::new(client), sinks, options);
     match syncer.run().await {
         Ok(report) => {
