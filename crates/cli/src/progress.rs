@@ -100,7 +100,7 @@ impl Progress for Bars {
             Some(total) => ProgressBar::new(total).with_style(style(BAR).progress_chars("=> ")),
             None => ProgressBar::new_spinner().with_style(style(SPINNER)),
         };
-        let bar = self.start(bar, format!("downloading report {} run {run}", short(report)));
+        let bar = self.start(bar, format!("fetching report {} run {run}", short(report)));
         if let Ok(mut downloads) = self.downloads.lock()
             && let Some(old) = downloads.insert(report.clone(), bar)
         {

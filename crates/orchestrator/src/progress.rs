@@ -28,8 +28,8 @@ pub trait Progress: Send + Sync {
         let _ = (report, bytes);
     }
 
-    /// The report's download ended: `ok` when the file arrived whole (it is validated
-    /// next), false when it failed.
+    /// The report's download ended, its validation included: `ok` when the file
+    /// arrived whole and is a valid report (it is spooled), false when either failed.
     fn download_finished(&self, report: &ReportId, ok: bool) {
         let _ = (report, ok);
     }

@@ -589,12 +589,13 @@ impl Syncer {
         let download = match progress {
             Some(progress) => {
                 progress.download_started(key.report_id, key.run_id, seen.bytes);
-                let download = watch_download(progress, key.report_id, &path, self.source.download(url, &path)).await;
-                progress.download_finished(key.report_id, download.is_ok());
-                download
+                watch_download(progress, key.report_id, &path, self.source.download(url, &path)).await
             }
             None => self.source.download(url, &path).await,
         };
+        if let (Some(progress), Err(_)) = (progress, &download) {
+            progress.download_finished(key.report_id, false);
+        }
         let download = match download {
             Ok(d) => d,
             Err(e) if may_refresh && e.is_url_expired() => return Ok(Data::Expired(e.to_string())),
@@ -642,6 +643,9 @@ impl Syncer {
             },
             Err(problem) => Err(problem),
         };
+        if let Some(progress) = progress {
+            progress.download_finished(key.report_id, validated.is_ok());
+        }
         match validated {
             Ok(v) => {
                 if v.not_campaign.is_none() {
@@ -1006,6 +1010,41 @@ mod tests {
         let outcome = Syncer::new(Arc::new(source), sinks, options).run().await.unwrap();
         assert!(outcome.is_ok(), "{outcome:?}");
         assert_eq!(recorder.calls(), ["deliver a bad", "delivered a bad true"]);
+    }
+
+    #[tokio::test]
+    async fn a_download_or_validation_that_fails_ends_its_progress_with_not_ok() {
+        for valid_download in [false, true] {
+            let state = tempfile::tempdir().unwrap();
+            let mut source = MockSource::new();
+            source
+                .expect_list_reports()
+                .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+            source.expect_download().times(1).returning(move |_, dest| {
+                if !valid_download {
+                    return Err(ClientError::Server {
+                        op: "downloading".into(),
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        retry_after: None,
+                        body_excerpt: String::new(),
+                    });
+                }
+                // Arrives whole, but is no CSV report: validation fails.
+                std::fs::write(dest, "date,channel\n\"unclosed\n").unwrap();
+                Ok(Download {
+                    bytes: 21,
+                    sha256: String::new(),
+                })
+            });
+            let mut dest = sink("dest");
+            dest.expect_deliver().never();
+            let recorder = Arc::new(Recorder::default());
+            let options = SyncOptions::new("biz".into(), state.path().to_path_buf()).with_progress(recorder.clone());
+            let syncer = Syncer::new(Arc::new(source), vec![Arc::new(dest) as Arc<dyn Sink>], options);
+            let outcome = syncer.run().await.unwrap();
+            assert!(!outcome.is_ok(), "{outcome:?}");
+            assert_eq!(recorder.calls(), ["download a r1 None", "downloaded a false"]);
+        }
     }
 
     /// A source whose download writes half the file to `dest.part`, as the API client
