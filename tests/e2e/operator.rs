@@ -324,3 +324,31 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         assert!(written.iter().any(|f| f == page), "{written:?}");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_pipes_get_no_progress_bars() {
+    let w = World::new();
+    w.campaign("daily", "d1", "campaign.daily.v1", 20, 5);
+    let run = w.run_with_env(
+        &["--log-format", "json", "sync", "--sink", "file:out"],
+        &[("CONNECTLY_API_KEY", KEY), ("RUST_LOG", "info")],
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    let lines: Vec<String> = run.stderr().lines().map(str::to_owned).collect();
+    assert!(!lines.is_empty(), "info logs expected: {run:?}");
+    for line in &lines {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    // stderr is a pipe here: no bar drawing (carriage returns, cursor movement).
+    assert!(
+        !run.stderr().contains('\r') && !run.stderr().contains("\u{1b}["),
+        "{run:?}"
+    );
+    assert!(!run.stdout().contains('\r'), "{run:?}");
+    let bad = w.run(&["--log-format", "xml", "sync"]);
+    assert_eq!(bad.code(), 2, "{bad:?}");
+}

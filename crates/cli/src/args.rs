@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::logging::LogFormat;
 use crate::registry::SinkRegistry;
 
 /// The sink used when no `--sink` is given.
@@ -34,6 +35,11 @@ pub(crate) struct Cli {
     /// Flags override it. `connectly-sync init` writes a commented example.
     #[arg(long, global = true, env = "CONNECTLY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Log lines on stderr: `pretty` for people, `json` for one JSON object per line
+    /// (for log shippers). `RUST_LOG` sets what is logged.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,

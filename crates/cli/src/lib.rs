@@ -18,7 +18,9 @@
 mod args;
 mod commands;
 mod config;
+mod logging;
 mod output;
+mod progress;
 mod registry;
 
 use std::process::ExitCode;
@@ -47,10 +49,13 @@ pub const EXIT_FAILED: u8 = 3;
 /// Parses the command line and runs it with the sinks of `registry`.
 pub fn main_with(registry: SinkRegistry) -> ExitCode {
     let cli = Cli::parse_from_registry(&registry);
-    init_logging(match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
-    });
+    logging::init(
+        cli.log_format,
+        match cli.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        },
+    );
     let config = cli.config;
     let command = match cli.command {
         Command::Init(args) => return ExitCode::from(commands::init(config.as_deref(), &args)),
@@ -77,15 +82,6 @@ pub fn main_with(registry: SinkRegistry) -> ExitCode {
         }
     });
     ExitCode::from(code)
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Reads the config file and applies the flags; prints the problem (exit 2) when unusable.
@@ -126,6 +122,8 @@ pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Ve
         EXIT_USAGE
     })?;
     let several = businesses.len() > 1;
+    // Bars on stderr only when it is a terminal; one set shared by every business.
+    let progress = progress::for_stderr();
     let mut out = Vec::new();
     for business in businesses {
         let client = client_for(business).map_err(|e| {
@@ -136,8 +134,11 @@ pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Ve
             }
             EXIT_USAGE
         })?;
-        let options = SyncOptions::new(business.id.clone().into(), resolved.state_dir.clone())
+        let mut options = SyncOptions::new(business.id.clone().into(), resolved.state_dir.clone())
             .with_report_types(business.types.iter().map(|t| t.as_str().into()).collect());
+        if let Some(progress) = &progress {
+            options = options.with_progress(progress.clone());
+        }
         out.push(Syncer::new(Arc::new(client), sinks.to_vec(), options));
     }
     Ok(out)

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::error::SyncError;
 use crate::ledger::{Ledger, LedgerRun, RunKey};
 use crate::lock::StateLock;
+use crate::progress::{Progress, watch_download};
 use crate::report::{ReportOutcome, RunAction, SinkOutcome, SyncReport};
 use crate::source::Source;
 
@@ -32,6 +33,8 @@ pub struct SyncOptions {
     /// How many runs are downloaded (and validated) at the same time; at least 1,
     /// 4 by default.
     pub max_concurrent_downloads: usize,
+    /// Told of downloads and deliveries as they happen; none by default.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 4;
@@ -44,6 +47,7 @@ impl SyncOptions {
             report_types: Vec::new(),
             state_dir,
             max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+            progress: None,
         }
     }
 
@@ -56,6 +60,12 @@ impl SyncOptions {
     /// Restricts the sync to these report types (empty: all).
     pub fn with_report_types(mut self, types: Vec<ReportType>) -> Self {
         self.report_types = types;
+        self
+    }
+
+    /// Tells `progress` of downloads and deliveries as they happen.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 }
@@ -575,7 +585,18 @@ impl Syncer {
         // Held until the file is validated; the semaphore is never closed.
         let _slot = self.download_slots.acquire().await.ok();
         info!(run = %key.run_id, report = %key.report_id, url = %url, "downloading");
-        let download = match self.source.download(url, &path).await {
+        let progress = self.options.progress.as_deref();
+        let download = match progress {
+            Some(progress) => {
+                progress.download_started(key.report_id, key.run_id, seen.bytes);
+                watch_download(progress, key.report_id, &path, self.source.download(url, &path)).await
+            }
+            None => self.source.download(url, &path).await,
+        };
+        if let (Some(progress), Err(_)) = (progress, &download) {
+            progress.download_finished(key.report_id, false);
+        }
+        let download = match download {
             Ok(d) => d,
             Err(e) if may_refresh && e.is_url_expired() => return Ok(Data::Expired(e.to_string())),
             Err(e) => {
@@ -622,6 +643,9 @@ impl Syncer {
             },
             Err(problem) => Err(problem),
         };
+        if let Some(progress) = progress {
+            progress.download_finished(key.report_id, validated.is_ok());
+        }
         match validated {
             Ok(v) => {
                 if v.not_campaign.is_none() {
@@ -677,6 +701,9 @@ impl Syncer {
         let mut attempts: FuturesUnordered<_> = pending
             .iter()
             .map(|sink| async move {
+                if let Some(progress) = &self.options.progress {
+                    progress.delivery_started(key.report_id, sink.name());
+                }
                 let result = match sink.holds(info, &data.sha256).await {
                     Ok(true) => Ok(connectly_sink::Delivered {
                         location: "already held by the sink".to_owned(),
@@ -689,6 +716,9 @@ impl Syncer {
             .collect();
         let mut outcomes = Vec::new();
         while let Some((sink, result)) = attempts.next().await {
+            if let Some(progress) = &self.options.progress {
+                progress.delivery_finished(key.report_id, &sink, result.is_ok());
+            }
             let now = OffsetDateTime::now_utc();
             match result {
                 Ok(receipt) => {
@@ -894,6 +924,163 @@ mod tests {
         let options = SyncOptions::new("biz".into(), state.to_path_buf())
             .with_report_types(types.iter().map(|t| ReportType::new(*t)).collect());
         Syncer::new(Arc::new(source), sinks, options)
+    }
+
+    /// A [`Progress`] that writes down every call.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn calls(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+
+        fn push(&self, call: String) {
+            self.0.lock().unwrap().push(call);
+        }
+    }
+
+    impl Progress for Recorder {
+        fn download_started(&self, report: &ReportId, run: &RunId, expected_bytes: Option<u64>) {
+            self.push(format!("download {report} {run} {expected_bytes:?}"));
+        }
+
+        fn download_progress(&self, report: &ReportId, bytes: u64) {
+            self.push(format!("progress {report} {bytes}"));
+        }
+
+        fn download_finished(&self, report: &ReportId, ok: bool) {
+            self.push(format!("downloaded {report} {ok}"));
+        }
+
+        fn delivery_started(&self, report: &ReportId, sink: &str) {
+            self.push(format!("deliver {report} {sink}"));
+        }
+
+        fn delivery_finished(&self, report: &ReportId, sink: &str, ok: bool) {
+            self.push(format!("delivered {report} {sink} {ok}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_hooks_follow_the_download_and_each_delivery() {
+        let state = tempfile::tempdir().unwrap();
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        downloads_csv(&mut source, 1);
+        let mut good = sink("good");
+        delivers(&mut good, 1);
+        let mut bad = sink("bad");
+        bad.expect_holds().returning(|_, _| Ok(false));
+        bad.expect_deliver()
+            .times(1)
+            .returning(|_, _| Err(SinkError::permanent("bad", "read-only folder")));
+        let recorder = Arc::new(Recorder::default());
+        let sinks = vec![Arc::new(good) as Arc<dyn Sink>, Arc::new(bad) as Arc<dyn Sink>];
+        let options = SyncOptions::new("biz".into(), state.path().to_path_buf()).with_progress(recorder.clone());
+        let outcome = Syncer::new(Arc::new(source), sinks, options).run().await.unwrap();
+        assert!(!outcome.is_ok());
+
+        let calls = recorder.calls();
+        assert_eq!(calls[..2], ["download a r1 None", "downloaded a true"], "{calls:?}");
+        // The sinks are served concurrently: each one's start comes before its end.
+        let at = |call: &str| {
+            calls
+                .iter()
+                .position(|c| c == call)
+                .unwrap_or_else(|| panic!("{call}: {calls:?}"))
+        };
+        assert!(at("deliver a good") < at("delivered a good true"));
+        assert!(at("deliver a bad") < at("delivered a bad false"));
+        assert_eq!(calls.len(), 6, "{calls:?}");
+
+        // The retry comes from the spool: no download, the failed sink only.
+        let mut source = MockSource::new();
+        source
+            .expect_list_reports()
+            .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+        source.expect_download().never();
+        let mut bad = sink("bad");
+        delivers(&mut bad, 1);
+        let recorder = Arc::new(Recorder::default());
+        let sinks = vec![Arc::new(sink("good")) as Arc<dyn Sink>, Arc::new(bad) as Arc<dyn Sink>];
+        let options = SyncOptions::new("biz".into(), state.path().to_path_buf()).with_progress(recorder.clone());
+        let outcome = Syncer::new(Arc::new(source), sinks, options).run().await.unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(recorder.calls(), ["deliver a bad", "delivered a bad true"]);
+    }
+
+    #[tokio::test]
+    async fn a_download_or_validation_that_fails_ends_its_progress_with_not_ok() {
+        for valid_download in [false, true] {
+            let state = tempfile::tempdir().unwrap();
+            let mut source = MockSource::new();
+            source
+                .expect_list_reports()
+                .returning(|_, _| Ok(vec![report("a", "t", "r1", RunStatus::Completed)]));
+            source.expect_download().times(1).returning(move |_, dest| {
+                if !valid_download {
+                    return Err(ClientError::Server {
+                        op: "downloading".into(),
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        retry_after: None,
+                        body_excerpt: String::new(),
+                    });
+                }
+                // Arrives whole, but is no CSV report: validation fails.
+                std::fs::write(dest, "date,channel\n\"unclosed\n").unwrap();
+                Ok(Download {
+                    bytes: 21,
+                    sha256: String::new(),
+                })
+            });
+            let mut dest = sink("dest");
+            dest.expect_deliver().never();
+            let recorder = Arc::new(Recorder::default());
+            let options = SyncOptions::new("biz".into(), state.path().to_path_buf()).with_progress(recorder.clone());
+            let syncer = Syncer::new(Arc::new(source), vec![Arc::new(dest) as Arc<dyn Sink>], options);
+            let outcome = syncer.run().await.unwrap();
+            assert!(!outcome.is_ok(), "{outcome:?}");
+            assert_eq!(recorder.calls(), ["download a r1 None", "downloaded a false"]);
+        }
+    }
+
+    /// A source whose download writes half the file to `dest.part`, as the API client
+    /// streams it, then waits before finishing it.
+    struct HalfwaySource;
+
+    #[async_trait]
+    impl Source for HalfwaySource {
+        async fn list_reports(&self, _: &BusinessId, _: Option<ReportType>) -> Result<Vec<Report>, ClientError> {
+            Ok(vec![report("a", "t", "r1", RunStatus::Completed)])
+        }
+
+        async fn download(&self, _: &SignedUrl, dest: &Path) -> Result<Download, ClientError> {
+            let mut part = dest.as_os_str().to_owned();
+            part.push(".part");
+            std::fs::write(&part, &CSV[..10]).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            std::fs::remove_file(&part).unwrap();
+            csv_download(dest)
+        }
+    }
+
+    #[tokio::test]
+    async fn download_progress_shows_the_bytes_on_disk() {
+        let state = tempfile::tempdir().unwrap();
+        let mut dest = sink("dest");
+        delivers(&mut dest, 1);
+        let recorder = Arc::new(Recorder::default());
+        let options = SyncOptions::new("biz".into(), state.path().to_path_buf()).with_progress(recorder.clone());
+        let syncer = Syncer::new(Arc::new(HalfwaySource), vec![Arc::new(dest) as Arc<dyn Sink>], options);
+        assert!(syncer.run().await.unwrap().is_ok());
+        let calls = recorder.calls();
+        assert_eq!(calls[0], "download a r1 None");
+        assert!(calls.contains(&"progress a 10".to_owned()), "{calls:?}");
+        let done = calls.iter().position(|c| c == "downloaded a true").unwrap();
+        assert!(calls[1..done].iter().all(|c| c.starts_with("progress a ")), "{calls:?}");
     }
 
     #[tokio::test]
