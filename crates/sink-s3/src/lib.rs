@@ -86,8 +86,9 @@
 //! - A larger run is a multipart upload: one blocking thread reads the spool file in
 //!   [`S3Options::part_size`] pieces (8 MiB by default; larger when a run would need more
 //!   than 10,000 parts), hashing as it goes, while up to [`S3Options::concurrency`] parts
-//!   (4 by default) upload at once, each with its own `Content-MD5`. Memory therefore
-//!   stays below `(concurrency + 2) × part_size` whatever the run's size.
+//!   (4 by default) upload at once, each with its own `Content-MD5`. A part is read
+//!   only when an upload slot is free, so memory stays below `concurrency × part_size`
+//!   whatever the run's size.
 //! - Before the object becomes visible (before `PutObject`, before
 //!   `CompleteMultipartUpload`) the sink checks that the spool held exactly
 //!   [`RunData::bytes`] bytes with SHA-256 [`RunData::sha256`]; otherwise nothing is

@@ -65,13 +65,17 @@ pub(crate) enum ReadError {
 }
 
 /// Reads the spool file in pieces of `part_size` bytes (the last may be shorter), at
-/// most `declared + 1` bytes in all, and hands each to `send`, which blocks while the
-/// uploads are busy. Returns what was read.
-pub(crate) fn read_parts(
+/// most `declared + 1` bytes in all, and hands each to `send`. Before reading a piece
+/// it takes a `slot` (which blocks until one is free, e.g. until an upload finished),
+/// so no more pieces are in memory than there are slots; `send` receives the slot with
+/// the piece and releases it by dropping it. Returns what was read; stops with
+/// [`ReadError::Closed`] when `slot` gives `None` or `send` returns false.
+pub(crate) fn read_parts<S>(
     path: &Path,
     declared: u64,
     part_size: usize,
-    mut send: impl FnMut(Piece) -> bool,
+    mut slot: impl FnMut() -> Option<S>,
+    mut send: impl FnMut(Piece, S) -> bool,
 ) -> Result<Digested, ReadError> {
     let file = File::open(path).map_err(ReadError::Io)?;
     let mut reader = file.take(declared.saturating_add(1));
@@ -79,6 +83,9 @@ pub(crate) fn read_parts(
     let mut bytes = 0u64;
     let mut number = 0i32;
     loop {
+        let Some(slot) = slot() else {
+            return Err(ReadError::Closed);
+        };
         let mut data = Vec::with_capacity(part_size);
         fill(&mut reader, &mut data, part_size).map_err(ReadError::Io)?;
         if data.is_empty() {
@@ -93,7 +100,7 @@ pub(crate) fn read_parts(
             content_md5: content_md5(&data),
             data,
         };
-        if !send(piece) {
+        if !send(piece, slot) {
             return Err(ReadError::Closed);
         }
         if last {
@@ -120,10 +127,16 @@ mod tests {
         std::fs::write(&path, &content).unwrap();
 
         let mut pieces = Vec::new();
-        let d = read_parts(&path, 1000, 300, |p| {
-            pieces.push((p.number, p.data.len(), p.content_md5));
-            true
-        })
+        let d = read_parts(
+            &path,
+            1000,
+            300,
+            || Some(()),
+            |p, ()| {
+                pieces.push((p.number, p.data.len(), p.content_md5));
+                true
+            },
+        )
         .unwrap();
         assert_eq!(d.bytes, 1000);
         assert_eq!(d.sha256, hex::encode(Sha256::digest(&content)));
@@ -132,15 +145,31 @@ mod tests {
         assert_eq!(pieces[0].2, content_md5(&content[..300]));
 
         // Declared shorter than the file: reading stops one byte past it.
-        let d = read_parts(&path, 500, 300, |_| true).unwrap();
+        let d = read_parts(&path, 500, 300, || Some(()), |_, ()| true).unwrap();
         assert_eq!(d.bytes, 501);
         let (piece, d) = read_whole(&path, 10).unwrap();
         assert_eq!((piece.data.len(), d.bytes), (11, 11));
         // A receiver that went away stops the reader.
         assert!(matches!(
-            read_parts(&path, 1000, 300, |_| false),
+            read_parts(&path, 1000, 300, || Some(()), |_, ()| false),
             Err(ReadError::Closed)
         ));
+        // No more pieces are read than slots are given: with two slots that are never
+        // released, the third piece is not read.
+        let mut slots = 2;
+        let mut sent = 0;
+        let held = read_parts(
+            &path,
+            1000,
+            300,
+            || (slots > 0).then(|| slots -= 1),
+            |_, ()| {
+                sent += 1;
+                true
+            },
+        );
+        assert!(matches!(held, Err(ReadError::Closed)));
+        assert_eq!(sent, 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

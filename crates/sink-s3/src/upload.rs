@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use connectly_sink::{RunData, RunInfo, SinkError, layout};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::errors::Call;
@@ -252,13 +252,25 @@ impl Inner {
         part_size: usize,
         checksum: bool,
     ) -> Result<Vec<CompletedPart>, SinkError> {
-        // One piece waits in the channel and one is being read while `concurrency`
-        // upload: memory stays below (concurrency + 2) × part size.
-        let (sender, mut pieces) = mpsc::channel::<Piece>(1);
+        // A piece is read only once one of `concurrency` slots is free, and its slot is
+        // released when its upload ends: at most `concurrency` pieces are in memory
+        // (read, waiting or uploading), so memory stays below concurrency × part size
+        // whatever the run's size. Reading from a local spool is much faster than an
+        // upload, so reading ahead would buy nothing.
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
+        let (sender, mut pieces) = mpsc::channel::<(Piece, OwnedSemaphorePermit)>(1);
         let path = data.path.clone();
         let declared = data.bytes;
+        let runtime = tokio::runtime::Handle::current();
+        let reader_slots = Arc::clone(&slots);
         let reader = tokio::task::spawn_blocking(move || {
-            spool::read_parts(&path, declared, part_size, |piece| sender.blocking_send(piece).is_ok())
+            spool::read_parts(
+                &path,
+                declared,
+                part_size,
+                || runtime.block_on(Arc::clone(&reader_slots).acquire_owned()).ok(),
+                |piece, slot| sender.blocking_send((piece, slot)).is_ok(),
+            )
         });
 
         let mut uploads: JoinSet<Result<CompletedPart, SinkError>> = JoinSet::new();
@@ -277,7 +289,9 @@ impl Inner {
             if failure.is_some() {
                 break;
             }
-            let Some(piece) = pieces.recv().await else { break };
+            let Some((piece, slot)) = pieces.recv().await else {
+                break;
+            };
             let task = PartTask {
                 inner: Arc::clone(&self),
                 client: store.client.clone(),
@@ -286,9 +300,15 @@ impl Inner {
                 upload_id: upload_id.to_owned(),
                 checksum,
             };
-            uploads.spawn(task.run(piece));
+            uploads.spawn(async move {
+                let uploaded = task.run(piece).await;
+                drop(slot);
+                uploaded
+            });
         }
-        // Stops the reader if we are leaving early.
+        // Stops the reader if we are leaving early: it may be waiting for a slot or
+        // for room in the channel.
+        slots.close();
         drop(pieces);
         while let Some(joined) = uploads.join_next().await {
             collect(&self, joined, &mut done, &mut failure);
