@@ -126,7 +126,7 @@
 //!
 //! The sink needs `s3:GetObject`, `s3:PutObject`, `s3:AbortMultipartUpload` and
 //! `s3:ListBucket` (without it, S3 answers `AccessDenied` instead of "no such key" for a
-//! run not yet delivered). [`Sink::probe`] (what `connectly-sync check` runs) also
+//! run not yet delivered). `Sink::probe` (what `connectly-sync check` runs) also
 //! needs `s3:DeleteObject`: it sends `HeadBucket`, then puts and deletes an object
 //! `.connectly-sync-probe-<pid>-<nanos>` under the prefix. Deliveries never delete.
 //!
