@@ -53,20 +53,23 @@
 //!
 //! ```text
 //! <root>/
-//! ├── report_type=campaign.daily.v1/
-//! │   ├── run_date=2025-04-30/
-//! │   │   ├── c80716a5-62c5-4ba5-b99d-5c2a6fd39317.csv            the CSV, exactly as served
-//! │   │   └── c80716a5-62c5-4ba5-b99d-5c2a6fd39317.manifest.json  its manifest (commit marker)
-//! │   └── run_date=2025-05-01/
-//! │       ├── 5d0f….csv
-//! │       └── 5d0f….manifest.json
-//! └── report_type=campaign.daily.custom/
-//!     └── run_date=2025-04-30/
-//!         └── …
+//! └── business_id=2d503e81-e270-4467-a05f-21a900efbbc1/
+//!     ├── report_type=campaign.daily.v1/
+//!     │   ├── run_date=2025-04-30/
+//!     │   │   ├── c80716a5-62c5-4ba5-b99d-5c2a6fd39317.csv            the CSV, exactly as served
+//!     │   │   └── c80716a5-62c5-4ba5-b99d-5c2a6fd39317.manifest.json  its manifest (commit marker)
+//!     │   └── run_date=2025-05-01/
+//!     │       ├── 5d0f….csv
+//!     │       └── 5d0f….manifest.json
+//!     └── report_type=campaign.daily.custom/
+//!         └── run_date=2025-04-30/
+//!             └── …
 //! ```
 //!
-//! `run_date` is the date of the run's `completed_at`. Report types and run ids are
-//! percent-encoded by the layout (only ASCII letters, digits, `-`, `_` and `.` pass), so
+//! The `business_id=` level lets several businesses share one root without sharing a
+//! folder.
+//! `run_date` is the date of the run's `completed_at`. Business ids, report types and
+//! run ids are percent-encoded by the layout (only ASCII letters, digits, `-`, `_` and `.` pass), so
 //! a vendor id can never name a parent folder or an absolute path; the sink also checks
 //! that every path it writes stays under the root, and fails the delivery otherwise.
 //! Folders are created on the first delivery, not by [`FileSink::new`].
@@ -122,15 +125,16 @@
 //! Query engines read the `key=value` folders as columns. With DuckDB:
 //!
 //! ```sql
-//! SELECT report_type, run_date, count(*) AS rows
-//! FROM read_csv('root/report_type=*/run_date=*/*.csv', hive_partitioning = true, union_by_name = true)
+//! SELECT business_id, report_type, run_date, count(*) AS rows
+//! FROM read_csv('root/business_id=*/report_type=*/run_date=*/*.csv', hive_partitioning = true, union_by_name = true)
 //! GROUP BY ALL;
 //!
 //! -- One report type, whose columns all runs share:
-//! SELECT * FROM read_csv('root/report_type=campaign.daily.v1/run_date=*/*.csv', hive_partitioning = true);
+//! SELECT * FROM read_csv('root/business_id=*/report_type=campaign.daily.v1/run_date=*/*.csv', hive_partitioning = true);
 //!
 //! -- What was delivered:
-//! SELECT run_id, completed_at, rows, sha256 FROM read_json('root/report_type=*/run_date=*/*.manifest.json');
+//! SELECT business_id, run_id, completed_at, rows, sha256
+//! FROM read_json('root/business_id=*/report_type=*/run_date=*/*.manifest.json');
 //! ```
 //!
 //! Temporary files never match `*.csv`. A CSV is visible to such globs a moment before

@@ -70,8 +70,8 @@
 //! ([`connectly_sink::layout`]), exactly as the file sink lays out its folder:
 //!
 //! ```text
-//! s3://BUCKET/PREFIX/report_type=campaign.daily.v1/run_date=2025-04-30/<run id>.csv            the CSV, exactly as served
-//! s3://BUCKET/PREFIX/report_type=campaign.daily.v1/run_date=2025-04-30/<run id>.manifest.json  its manifest (commit marker)
+//! s3://BUCKET/PREFIX/business_id=<business id>/report_type=campaign.daily.v1/run_date=2025-04-30/<run id>.csv            the CSV, exactly as served
+//! s3://BUCKET/PREFIX/business_id=<business id>/report_type=campaign.daily.v1/run_date=2025-04-30/<run id>.manifest.json  its manifest (commit marker)
 //! ```
 //!
 //! The CSV is stored with `Content-Type: text/csv` and the manifest ([`Manifest`], the
@@ -127,13 +127,15 @@
 //!
 //! The sink needs `s3:GetObject`, `s3:PutObject`, `s3:AbortMultipartUpload` and
 //! `s3:ListBucket` (without it, S3 answers `AccessDenied` instead of "no such key" for a
-//! run not yet delivered).
+//! run not yet delivered). `Sink::probe` (what `connectly-sync check` runs) also
+//! needs `s3:DeleteObject`: it sends `HeadBucket`, then puts and deletes an object
+//! `.connectly-sync-probe-<pid>-<nanos>` under the prefix. Deliveries never delete.
 //!
 //! # Querying the bucket
 //! ```sql
 //! -- DuckDB (with the httpfs extension and S3 credentials configured):
-//! SELECT report_type, run_date, count(*) AS rows
-//! FROM read_csv('s3://BUCKET/PREFIX/report_type=*/run_date=*/*.csv', hive_partitioning = true, union_by_name = true)
+//! SELECT business_id, report_type, run_date, count(*) AS rows
+//! FROM read_csv('s3://BUCKET/PREFIX/business_id=*/report_type=*/run_date=*/*.csv', hive_partitioning = true, union_by_name = true)
 //! GROUP BY ALL;
 //! ```
 //! Athena, Trino and Spark read the same `key=value` prefixes as partitions. A CSV is
