@@ -10,6 +10,8 @@ const SECOND: &str = "7f1c2a9e-5b1d-4c3e-8f00-2b6c1d9e0a11";
 const SECOND_KEY: &str = "second-business-key-0123456789";
 /// A business the vendor does not know.
 const UNKNOWN: &str = "00000000-0000-4000-8000-00000000dead";
+/// A business whose key file is missing.
+const KEYLESS: &str = "00000000-0000-4000-8000-0000000000aa";
 
 /// `connectly-sync ARGS` in the scratch folder with the config file deciding the
 /// business (no CONNECTLY_BUSINESS_ID), plus `env`.
@@ -174,6 +176,7 @@ fn several_businesses_sync_together_and_one_failing_does_not_stop_the_others() {
              [[business]]\nid = \"{BUSINESS}\"\nname = \"first\"\n\
              [[business]]\nid = \"{SECOND}\"\nname = \"second\"\napi_key_file = \"second.key\"\n\
              [[business]]\nid = \"{UNKNOWN}\"\nname = \"gone\"\n\
+             [[business]]\nid = \"{KEYLESS}\"\napi_key_file = \"missing.key\"\n\
              [[sink]]\nuri = \"file:out\"\n[[sink]]\nuri = \"sqlite:all.db\"\n"
         ),
     )
@@ -197,6 +200,10 @@ fn several_businesses_sync_together_and_one_failing_does_not_stop_the_others() {
     assert_eq!(gone["ok"], false);
     assert!(gone["error"].as_str().unwrap().contains("404"), "{doc:#}");
     assert!(sync.stderr().contains(&format!("business {UNKNOWN}")), "{sync:?}");
+    // A business whose key cannot be read is reported; the others ran all the same.
+    let keyless = by_id(KEYLESS);
+    assert_eq!(keyless["ok"], false);
+    assert!(keyless["error"].as_str().unwrap().contains("missing.key"), "{doc:#}");
     // Each business has its own partition; the second's file is the vendor's bytes.
     let second_file = w.path(&format!(
         "out/business_id={SECOND}/report_type=campaign.daily.v1/run_date=2025-05-02/s1.csv"
@@ -223,7 +230,11 @@ fn several_businesses_sync_together_and_one_failing_does_not_stop_the_others() {
     // Without the failing one: a second sync has nothing new and exits 0.
     let two = std::fs::read_to_string(w.path("multi.toml"))
         .unwrap()
-        .replace(&format!("[[business]]\nid = \"{UNKNOWN}\"\nname = \"gone\"\n"), "");
+        .replace(&format!("[[business]]\nid = \"{UNKNOWN}\"\nname = \"gone\"\n"), "")
+        .replace(
+            &format!("[[business]]\nid = \"{KEYLESS}\"\napi_key_file = \"missing.key\"\n"),
+            "",
+        );
     std::fs::write(w.path("multi.toml"), two).unwrap();
     let again = run_config(&w, &["--config", "multi.toml", "sync", "--json"], &[]);
     assert_eq!(again.code(), 0, "{again:?}");

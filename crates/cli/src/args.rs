@@ -112,8 +112,8 @@ pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Check only what needs no network and changes nothing (config, key sources,
-    /// sink URIs).
+    /// Check only what needs no network: the config, key sources, sink URIs, and
+    /// that the state folder can be written (a temporary file, removed at once).
     #[arg(long)]
     pub offline: bool,
 }

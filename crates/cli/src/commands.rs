@@ -13,7 +13,7 @@ use crate::args::{CheckArgs, Cli, CompletionsArgs, InitArgs, ListArgs, ManArgs, 
 use crate::config::{DEFAULT_CONFIG, EXAMPLE, Resolved};
 use crate::output::{self, human_bytes};
 use crate::registry::SinkRegistry;
-use crate::{EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, build_sinks, client_for, load, syncers};
+use crate::{EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, Prepared, build_sinks, client_for, load, syncers};
 
 /// RFC 3339, or `-`.
 fn time_text(t: Option<OffsetDateTime>) -> String {
@@ -58,8 +58,18 @@ pub(crate) fn init(config: Option<&Path>, args: &InitArgs) -> u8 {
 /// `connectly-sync completions SHELL`.
 pub(crate) fn completions(args: &CompletionsArgs, registry: &SinkRegistry) -> u8 {
     let mut cmd = Cli::command_with(registry);
-    clap_complete::generate(args.shell, &mut cmd, "connectly-sync", &mut std::io::stdout());
-    EXIT_OK
+    // Generated into memory first: writing to a closed pipe (`| head`) is then an
+    // error to report, not a panic inside the generator.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "connectly-sync", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: writing the completion script: {e}");
+            EXIT_FAILED
+        }
+    }
 }
 
 /// `connectly-sync man [--dir DIR]`.
@@ -92,14 +102,16 @@ pub(crate) async fn sync(config: Option<&Path>, args: SyncArgs, registry: &SinkR
         Ok(s) => s,
         Err(code) => return code,
     };
-    let syncers = match syncers(&resolved, &sinks) {
-        Ok(s) => s,
+    let Prepared { syncers, unusable } = match syncers(&resolved, &sinks) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     if args.dry_run {
-        return dry_run(&syncers, args.json).await;
+        return dry_run(&syncers, &unusable, args.json).await;
     }
-    if let [syncer] = syncers.as_slice() {
+    if let ([syncer], []) = (syncers.as_slice(), unusable.as_slice())
+        && resolved.businesses.len() == 1
+    {
         return match syncer.run().await {
             Ok(report) => {
                 if args.json {
@@ -128,7 +140,7 @@ pub(crate) async fn sync(config: Option<&Path>, args: SyncArgs, registry: &SinkR
             return failed_exit(&e);
         }
     };
-    several_summaries(&syncers, &results, args.json)
+    several_summaries(&syncers, &results, &unusable, args.json)
 }
 
 /// A sync that could not run: 2 when the options are unusable (the same sink twice),
@@ -145,9 +157,11 @@ fn failed_exit(e: &connectly_orchestrator::SyncError) -> u8 {
 fn several_summaries(
     syncers: &[Syncer],
     results: &[Result<SyncReport, connectly_orchestrator::SyncError>],
+    unusable: &[(String, String)],
     json: bool,
 ) -> u8 {
     let failed = results.iter().filter(|r| r.is_err()).count();
+    let incomplete_setup = !unusable.is_empty();
     let incomplete = results.iter().any(|r| r.as_ref().is_ok_and(|r| !r.is_ok()));
     if json {
         let businesses: Vec<Value> = syncers
@@ -161,11 +175,10 @@ fn several_summaries(
                 doc["business_id"] = json!(syncer.business_id().as_str());
                 doc
             })
+            .chain(unusable.iter().map(|(id, e)| unusable_json(id, e)))
             .collect();
-        println!(
-            "{}",
-            json!({"ok": failed == 0 && !incomplete, "businesses": businesses})
-        );
+        let ok = failed == 0 && !incomplete && !incomplete_setup;
+        println!("{}", json!({"ok": ok, "businesses": businesses}));
     } else {
         for (syncer, result) in syncers.iter().zip(results) {
             println!("business {}:", syncer.business_id());
@@ -174,6 +187,7 @@ fn several_summaries(
                 Err(e) => println!("    FAILED: {e}"),
             }
         }
+        print_unusable(unusable);
     }
     for (syncer, result) in syncers.iter().zip(results) {
         if let Err(e) = result {
@@ -182,10 +196,22 @@ fn several_summaries(
     }
     if failed == results.len() {
         EXIT_FAILED
-    } else if failed > 0 || incomplete {
+    } else if failed > 0 || incomplete || incomplete_setup {
         EXIT_INCOMPLETE
     } else {
         EXIT_OK
+    }
+}
+
+/// A business that could not be set up, as JSON.
+fn unusable_json(id: &str, error: &str) -> Value {
+    json!({"business_id": id, "ok": false, "error": error})
+}
+
+fn print_unusable(unusable: &[(String, String)]) {
+    for (id, error) in unusable {
+        println!("business {id}:");
+        println!("    FAILED: {error}");
     }
 }
 
@@ -218,7 +244,7 @@ async fn plans(syncers: &[Syncer]) -> Vec<Result<SyncPlan, connectly_orchestrato
 }
 
 /// `sync --dry-run`: what a sync would do, changing nothing.
-async fn dry_run(syncers: &[Syncer], json: bool) -> u8 {
+async fn dry_run(syncers: &[Syncer], unusable: &[(String, String)], json: bool) -> u8 {
     let plans = plans(syncers).await;
     if json {
         let businesses: Vec<Value> = syncers
@@ -234,14 +260,13 @@ async fn dry_run(syncers: &[Syncer], json: bool) -> u8 {
                 }),
                 Err(e) => json!({"business_id": syncer.business_id().as_str(), "ok": false, "error": e.to_string()}),
             })
+            .chain(unusable.iter().map(|(id, e)| unusable_json(id, e)))
             .collect();
-        println!(
-            "{}",
-            json!({"dry_run": true, "ok": plans.iter().all(Result::is_ok), "businesses": businesses})
-        );
+        let ok = plans.iter().all(Result::is_ok) && unusable.is_empty();
+        println!("{}", json!({"dry_run": true, "ok": ok, "businesses": businesses}));
     } else {
         for (syncer, plan) in syncers.iter().zip(&plans) {
-            if syncers.len() > 1 {
+            if syncers.len() + unusable.len() > 1 {
                 println!("business {}:", syncer.business_id());
             }
             match plan {
@@ -249,20 +274,25 @@ async fn dry_run(syncers: &[Syncer], json: bool) -> u8 {
                 Err(e) => println!("    FAILED: {e}"),
             }
         }
+        print_unusable(unusable);
         println!("dry run: nothing was downloaded, delivered or written");
     }
-    plan_exit(syncers, &plans)
+    plan_exit(syncers, &plans, unusable)
 }
 
 /// 0 when every business could be listed; 3 when none could; 1 otherwise.
-fn plan_exit(syncers: &[Syncer], plans: &[Result<SyncPlan, connectly_orchestrator::SyncError>]) -> u8 {
+fn plan_exit(
+    syncers: &[Syncer],
+    plans: &[Result<SyncPlan, connectly_orchestrator::SyncError>],
+    unusable: &[(String, String)],
+) -> u8 {
     let failed = plans.iter().filter(|p| p.is_err()).count();
     for (syncer, plan) in syncers.iter().zip(plans) {
         if let Err(e) = plan {
             eprintln!("error: business {}: {e}", syncer.business_id());
         }
     }
-    if failed == 0 {
+    if failed == 0 && unusable.is_empty() {
         EXIT_OK
     } else if failed == plans.len() {
         EXIT_FAILED
@@ -313,8 +343,8 @@ pub(crate) async fn list(config: Option<&Path>, args: &ListArgs, registry: &Sink
         Ok(s) => s,
         Err(code) => return code,
     };
-    let syncers = match syncers(&resolved, &sinks) {
-        Ok(s) => s,
+    let Prepared { syncers, unusable } = match syncers(&resolved, &sinks) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let plans = plans(&syncers).await;
@@ -330,19 +360,21 @@ pub(crate) async fn list(config: Option<&Path>, args: &ListArgs, registry: &Sink
                 }),
                 Err(e) => json!({"business_id": syncer.business_id().as_str(), "ok": false, "error": e.to_string()}),
             })
+            .chain(unusable.iter().map(|(id, e)| unusable_json(id, e)))
             .collect();
         println!("{}", json!({"businesses": businesses}));
     } else {
         for (syncer, plan) in syncers.iter().zip(&plans) {
-            if syncers.len() > 1 {
+            if syncers.len() + unusable.len() > 1 {
                 println!("business {}:", syncer.business_id());
             }
             if let Ok(plan) = plan {
                 print_table(plan);
             }
         }
+        print_unusable(&unusable);
     }
-    plan_exit(&syncers, &plans)
+    plan_exit(&syncers, &plans, &unusable)
 }
 
 fn print_table(plan: &SyncPlan) {
@@ -667,6 +699,10 @@ pub(crate) async fn check(config: Option<&Path>, args: &CheckArgs, registry: &Si
             return code;
         }
     };
+    if let Err(e) = resolved.require_businesses() {
+        println!("FAIL  configuration: {e}");
+        return EXIT_USAGE;
+    }
     let mut checks = Checks { failed: 0, total: 0 };
     let source = resolved.file.as_ref().map_or_else(
         || "no config file; flags and environment".to_owned(),
@@ -674,17 +710,12 @@ pub(crate) async fn check(config: Option<&Path>, args: &CheckArgs, registry: &Si
     );
     checks.line(
         "configuration",
-        resolved
-            .require_businesses()
-            .map(|b| {
-                format!(
-                    "{source}: {} business(es), {} sink(s), state folder {}",
-                    b.len(),
-                    resolved.sinks.len(),
-                    resolved.state_dir.display()
-                )
-            })
-            .map_err(|e| e.to_string()),
+        Ok(format!(
+            "{source}: {} business(es), {} sink(s), state folder {}",
+            resolved.businesses.len(),
+            resolved.sinks.len(),
+            resolved.state_dir.display()
+        )),
     );
     let mut clients = Vec::new();
     for business in &resolved.businesses {

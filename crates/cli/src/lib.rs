@@ -114,9 +114,19 @@ pub(crate) fn client_for(business: &Business) -> Result<ReportsClient, String> {
     ReportsClient::new(config).map_err(|e| format!("--base-url {:?}: {e}", business.base_url))
 }
 
-/// A syncer per business, sharing the sinks; prints the problem (exit 2) when a key or
-/// base URL is unusable.
-pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Vec<Syncer>, u8> {
+/// The syncers of the usable businesses, and the businesses that could not be set up.
+pub(crate) struct Prepared {
+    /// One per business whose key and base URL are usable, in the config's order.
+    pub syncers: Vec<Syncer>,
+    /// Business id and why it cannot run (its key variable unset, its key file
+    /// unreadable, ...); already printed on stderr.
+    pub unusable: Vec<(String, String)>,
+}
+
+/// A syncer per business, sharing the sinks. With one business, an unusable key or
+/// base URL is a usage error (exit 2); with several, that business is reported and the
+/// others go on, unless none is usable.
+pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Prepared, u8> {
     let businesses = resolved.require_businesses().map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
@@ -124,24 +134,36 @@ pub(crate) fn syncers(resolved: &Resolved, sinks: &[Arc<dyn Sink>]) -> Result<Ve
     let several = businesses.len() > 1;
     // Bars on stderr only when it is a terminal; one set shared by every business.
     let progress = progress::for_stderr();
-    let mut out = Vec::new();
+    let mut prepared = Prepared {
+        syncers: Vec::new(),
+        unusable: Vec::new(),
+    };
     for business in businesses {
-        let client = client_for(business).map_err(|e| {
-            if several {
+        let client = match client_for(business) {
+            Ok(client) => client,
+            Err(e) if several => {
                 eprintln!("error: business {}: {e}", business.label());
-            } else {
-                eprintln!("error: {e}");
+                prepared.unusable.push((business.id.clone(), e));
+                continue;
             }
-            EXIT_USAGE
-        })?;
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_USAGE);
+            }
+        };
         let mut options = SyncOptions::new(business.id.clone().into(), resolved.state_dir.clone())
             .with_report_types(business.types.iter().map(|t| t.as_str().into()).collect());
         if let Some(progress) = &progress {
             options = options.with_progress(progress.clone());
         }
-        out.push(Syncer::new(Arc::new(client), sinks.to_vec(), options));
+        prepared
+            .syncers
+            .push(Syncer::new(Arc::new(client), sinks.to_vec(), options));
     }
-    Ok(out)
+    if prepared.syncers.is_empty() {
+        return Err(EXIT_USAGE);
+    }
+    Ok(prepared)
 }
 
 /// The webhook secret from the secret file (`--webhook-secret-file` or the config's

@@ -455,11 +455,16 @@ impl Inner {
         let what = || format!("creating the folder {}", self.at(&paths.dir_key));
         fs::create_dir_all(&paths.dir).map_err(|e| self.io_error(what(), e))?;
         // Each new folder's entry lives in its parent: `run_date=…` in `report_type=…`,
-        // which lives in the root.
-        if let Some(report_dir) = paths.dir.parent() {
-            sync_dir(report_dir).map_err(|e| self.io_error(format!("syncing after {}", what()), e))?;
+        // in `business_id=…`, in the root. Every folder from the run's parent up to the
+        // root is synced, so none of the new names can be lost in a crash.
+        let mut parent = paths.dir.parent();
+        while let Some(dir) = parent {
+            sync_dir(dir).map_err(|e| self.io_error(format!("syncing after {}", what()), e))?;
+            if dir == self.root {
+                break;
+            }
+            parent = dir.parent().filter(|p| p.starts_with(&self.root));
         }
-        sync_dir(&self.root).map_err(|e| self.io_error(format!("syncing after {}", what()), e))?;
         // The root may be new too; its parent is not ours, so this one is best effort.
         let parent = self
             .root
