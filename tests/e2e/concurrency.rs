@@ -132,8 +132,17 @@ fn assert_ledger_delivered(w: &World, state: &str, runs: &[Landed]) {
 fn two_syncs_on_one_state_folder_one_runs_and_the_other_exits_3() {
     let w = World::new();
     let csv = w.campaign("daily", "run-1", "campaign.daily.v1", 2000, 1);
-    // The winner's download takes about 0.5 s: the loser starts well within it.
-    slow(&w, "daily", &csv, 1);
+    // The winner's download takes about 2 s: the loser starts well within it, even on
+    // a busy machine.
+    w.vendor
+        .inject_download(
+            "daily",
+            Fault::Slow {
+                chunk: csv.len() / 10 + 1,
+                delay: Duration::from_millis(200),
+            },
+        )
+        .unwrap();
     let a = start(&w, &[]);
     let b = start(&w, &[]);
     let (a, b) = (finish(a), finish(b));

@@ -709,7 +709,12 @@ fn sigterm_lets_the_work_in_progress_finish() {
         .unwrap();
     let s = start(&w, &["--poll-every", "0"]);
     assert_eq!(s.fire(&w, "daily").status, 202);
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM once the download is under way (it trickles for 1.5 s), however busy
+    // the machine is.
+    wait_until("the download under way", || {
+        w.vendor.download_requests_for("daily") >= 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let (status, log) = s.stop();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(
