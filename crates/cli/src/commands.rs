@@ -641,7 +641,7 @@ fn print_status(doc: &Value) {
     }
 }
 
-/// One check's result line.
+/// The tally of `check`'s lines: how many ran and how many failed.
 struct Checks {
     failed: usize,
     total: usize,
