@@ -803,3 +803,39 @@ fn a_body_that_never_arrives_times_out() {
     );
     assert!(events(&w).is_empty());
 }
+
+#[test]
+fn finished_events_older_than_30_days_are_pruned_at_start_up() {
+    let w = World::new();
+    w.campaign("daily", "r1", "campaign.daily.v1", 20, 21);
+    w.campaign("weekly", "w1", "campaign.weekly.v1", 20, 22);
+    let s = start(&w, &["--poll-every", "0"]);
+    assert_eq!(s.fire(&w, "daily").status, 202);
+    assert_eq!(s.fire(&w, "weekly").status, 202);
+    wait_until("both events done", || {
+        ["r1", "w1"]
+            .iter()
+            .all(|run| event_state(&w, run).is_some_and(|(state, _)| state == "done"))
+    });
+    let (status, log) = s.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // One event finished 40 days ago, the other yesterday.
+    let ledger = w.path(".connectly-sync/ledger.db");
+    sqlite3_rw(
+        &ledger,
+        "UPDATE events SET finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-40 days') WHERE run_id = 'r1';
+         UPDATE events SET finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 days') WHERE run_id = 'w1';",
+    );
+    let s = start(&w, &["--poll-every", "0"]);
+    wait_until("the old event pruned", || event_state(&w, "r1").is_none());
+    assert_eq!(event_state(&w, "w1").map(|(state, _)| state), Some("done".to_owned()));
+    // The delivered run stays delivered: a repeated webhook is recorded again and
+    // found in every sink, not downloaded again.
+    assert_eq!(s.fire(&w, "daily").status, 202);
+    wait_until("the repeated event done", || {
+        event_state(&w, "r1").is_some_and(|(state, _)| state == "done")
+    });
+    assert_eq!(w.vendor.downloads("daily", "r1"), 1);
+    let (status, log) = s.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+}

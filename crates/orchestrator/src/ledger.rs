@@ -608,6 +608,21 @@ impl Ledger {
             .map_err(self.err(format!("finishing event {id}")))
     }
 
+    /// Deletes finished events (`done` or `failed`) that finished before `cutoff`;
+    /// pending events are never deleted. Returns how many were deleted. The server
+    /// calls it so the table does not grow for ever; a webhook repeated after its
+    /// event was pruned is recorded again and found already delivered.
+    pub fn prune_events(&self, cutoff: OffsetDateTime) -> Result<u64, SyncError> {
+        self.conn
+            .execute(
+                "DELETE FROM events WHERE state IN ('done', 'failed') AND finished_at IS NOT NULL
+                 AND finished_at < ?1",
+                params![fmt_time(cutoff)],
+            )
+            .map(|n| n as u64)
+            .map_err(self.err("pruning finished events"))
+    }
+
     /// Records a failed attempt of a pending event, due again at `next_attempt`.
     pub fn retry_event(&self, id: i64, error: &str, next_attempt: OffsetDateTime) -> Result<(), SyncError> {
         self.conn

@@ -1647,6 +1647,14 @@ mod tests {
         assert!(ledger.pending_events(&biz).unwrap().is_empty());
         let events = ledger.events(&biz).unwrap();
         assert_eq!((events[0].state.as_str(), events[0].attempts), ("done", 2));
+        // Pruning keeps what finished after the cutoff and every pending event.
+        let other = report_with_url("b", "r2", "https://files.example/r2?sig=x", None);
+        ledger.record_event(&biz, &other, now).unwrap();
+        assert_eq!(ledger.prune_events(now - time::Duration::seconds(1)).unwrap(), 0);
+        assert_eq!(ledger.prune_events(now + time::Duration::seconds(1)).unwrap(), 1);
+        let left = ledger.events(&biz).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].state, "pending");
         // The signed URL is a credential: never stored.
         let raw = std::fs::read(state.path().join("ledger.db")).unwrap_or_default();
         let wal = std::fs::read(state.path().join("ledger.db-wal")).unwrap_or_default();

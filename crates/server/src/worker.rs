@@ -28,6 +28,10 @@ pub(crate) fn backoff(attempts: u64) -> Duration {
     Duration::from_secs(1u64 << exp).min(MAX_BACKOFF)
 }
 
+/// How long finished webhook events stay in the ledger (for `status` and duplicate
+/// detection) before the server deletes them.
+const KEEP_FINISHED_EVENTS: time::Duration = time::Duration::days(30);
+
 pub(crate) struct Worker {
     pub(crate) syncer: Syncer,
     pub(crate) lock: StateLock,
@@ -39,6 +43,7 @@ pub(crate) struct Worker {
 impl Worker {
     /// Runs until `stop` turns true; the work in progress then finishes first.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        self.prune_events();
         // A poll at start-up catches up with what happened while the server was down.
         let mut next_poll = self.poll_every.map(|_| Instant::now());
         loop {
@@ -53,6 +58,7 @@ impl Worker {
                 && at <= Instant::now()
             {
                 self.poll().await;
+                self.prune_events();
                 next_poll = Some(Instant::now() + every);
             }
             if let Some(at) = next_poll {
@@ -239,6 +245,17 @@ impl Worker {
         self.app
             .metrics
             .inc("connectly_polls_total", vec![("result", result.to_owned())], 1);
+    }
+
+    /// Deletes events that finished more than [`KEEP_FINISHED_EVENTS`] ago (at start-up
+    /// and after each poll), so the ledger's events table stays small.
+    fn prune_events(&self) {
+        let cutoff = OffsetDateTime::now_utc() - KEEP_FINISHED_EVENTS;
+        match self.ledger.prune_events(cutoff) {
+            Ok(0) => {}
+            Ok(n) => info!(pruned = n, "deleted finished webhook events older than 30 days"),
+            Err(e) => warn!("pruning finished webhook events: {e}"),
+        }
     }
 
     /// Metrics and sink health from a sync's result.
