@@ -314,3 +314,23 @@ fn hostile_ids_stay_inside_the_sink_folder() {
         "{everything:?}"
     );
 }
+
+/// A `.part` left by a sync killed mid-download is removed once its report has moved on
+/// to a newer run (it could never be resumed); other reports' files are left alone.
+#[test]
+fn partial_downloads_of_runs_a_report_moved_on_from_are_removed() {
+    let w = World::new();
+    w.campaign("daily", "r2", "campaign.daily.v1", 10, 31);
+    let spool = w.path(&format!(".connectly-sync/spool/{BUSINESS}"));
+    std::fs::create_dir_all(spool.join("daily")).unwrap();
+    std::fs::create_dir_all(spool.join("not-listed")).unwrap();
+    std::fs::write(spool.join("daily/r1.csv.part"), b"half of an old run").unwrap();
+    std::fs::write(spool.join("not-listed/x1.csv.part"), b"another report's").unwrap();
+    let result = w.sync(&["file:files"], 0);
+    assert_eq!(result["delivered_runs"], 1, "{result:#}");
+    assert!(!spool.join("daily/r1.csv.part").exists(), "the stale part is removed");
+    assert!(
+        spool.join("not-listed/x1.csv.part").exists(),
+        "a report not listed is left alone"
+    );
+}

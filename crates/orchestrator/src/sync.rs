@@ -221,7 +221,43 @@ impl Syncer {
             }
             summary.reports.push(self.retry_from_spool(&ledger, &run).await?);
         }
+        self.remove_stale_parts(&listed);
         Ok(summary)
+    }
+
+    /// Removes partial downloads (`.part`, left by a process killed mid-download) of
+    /// runs that a listed report has moved on from: only the report's listed run can
+    /// be fetched (and resumed) again, so an older run's `.part` would stay for ever.
+    /// Best effort: a file that cannot be removed is logged and left.
+    fn remove_stale_parts(&self, listed: &HashSet<(ReportId, RunId)>) {
+        let business_dir = self
+            .options
+            .state_dir
+            .join("spool")
+            .join(encode_component(self.options.business_id.as_str()));
+        let mut keep: std::collections::HashMap<String, HashSet<String>> = std::collections::HashMap::new();
+        for (report, run) in listed {
+            keep.entry(encode_component(report.as_str()))
+                .or_default()
+                .insert(format!("{}.csv.part", encode_component(run.as_str())));
+        }
+        for (report_dir, keep) in &keep {
+            let dir = business_dir.join(report_dir);
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if !name.ends_with(".csv.part") || keep.contains(name) {
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        info!(file = %entry.path().display(), "removed the partial download of a run the report has moved on from")
+                    }
+                    Err(e) => warn!(file = %entry.path().display(), "could not remove a stale partial download: {e}"),
+                }
+            }
+        }
     }
 
     /// Syncs runs announced outside the listing (by a webhook, say) through the same
