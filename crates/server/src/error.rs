@@ -21,9 +21,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP server failed while serving.
-    #[error("serving HTTP: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 impl ServerError {
