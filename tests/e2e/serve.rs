@@ -542,6 +542,22 @@ fn requests_without_the_secret_or_with_bad_bodies_are_refused_and_record_nothing
     let log = s.log();
     assert!(!log.contains(SECRET) && !log.contains(&wrong), "a secret is in the log");
     assert!(!log.contains("MARKER"), "a refused body is in the log");
+    // One WARN line per reason, not one per refused request (5 wrong secrets, 3
+    // malformed bodies, 2 missing secrets above).
+    for (message, sent) in [
+        ("webhook refused: the webhook secret is wrong", 5),
+        ("webhook refused: the webhook secret is missing", 2),
+        ("webhook refused: not a valid webhook payload", 3),
+    ] {
+        let warned = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(message))
+            .count();
+        assert_eq!(
+            warned, 1,
+            "{sent} refusals gave {warned} WARN lines {message:?}:\n{log}"
+        );
+    }
 }
 
 #[test]
@@ -802,6 +818,38 @@ fn a_body_that_never_arrives_times_out() {
             .contains("connectly_webhooks_rejected_total{reason=\"body_timeout\"} 1")
     );
     assert!(events(&w).is_empty());
+}
+
+#[test]
+fn a_webhook_the_ledger_cannot_record_is_answered_503_and_lands_on_the_retry() {
+    let w = World::new();
+    let csv = w.campaign("daily", "r1", "campaign.daily.v1", 50, 11);
+    let s = start(&w, &["--poll-every", "0"]);
+    // Another process holds the ledger's write lock longer than the server's busy
+    // timeout (10 s): the event cannot be recorded.
+    let locker = rusqlite::Connection::open(w.path(".connectly-sync/ledger.db")).unwrap();
+    locker.busy_timeout(Duration::from_secs(10)).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let reply = s.fire(&w, "daily");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(json(&reply)["error"], "the event could not be recorded; retry later");
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    // Not acknowledged, so nothing was recorded and nothing fetched.
+    assert!(events(&w).is_empty(), "{:?}", events(&w));
+    assert_eq!(w.vendor.downloads("daily", "r1"), 0);
+    assert!(
+        s.metrics()
+            .contains("connectly_webhooks_rejected_total{reason=\"ledger_unavailable\"} 1")
+    );
+
+    // The vendor retries once the ledger is free: recorded and delivered.
+    let reply = s.fire(&w, "daily");
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    wait_until("r1 in both sinks", || landed(&w, "r1"));
+    assert_eq!(file_of(&w, "r1"), csv);
+    let (status, log) = s.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
 }
 
 #[test]

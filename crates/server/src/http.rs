@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,7 +15,7 @@ use connectly_orchestrator::Ledger;
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Allowlist, WebhookSecret};
 use crate::metrics::Metrics;
@@ -24,10 +25,41 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How long an authenticated request may take to send its body (a slow sender would
 /// otherwise hold a connection and a task for as long as it likes).
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The header that may carry the secret instead of `Authorization: Bearer`.
 pub const TOKEN_HEADER: &str = "x-connectly-webhook-token";
+
+/// A refused request is logged at WARN at most once per reason in this interval; the
+/// others at DEBUG, counted in the next WARN line (and all in the metrics), so that a
+/// client hammering the endpoint cannot flood the log.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// When each refusal reason was last logged at WARN, and how many since were not.
+#[derive(Default)]
+pub(crate) struct RefusalLog(Mutex<HashMap<&'static str, (Instant, u64)>>);
+
+impl RefusalLog {
+    /// `Some(n)` when a refusal for `reason` is to be logged at WARN now, `n` being the
+    /// refusals for it not logged at WARN since the last one; `None` otherwise.
+    fn admit(&self, reason: &'static str, now: Instant) -> Option<u64> {
+        let mut windows = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match windows.get_mut(reason) {
+            Some((last, skipped)) if now.duration_since(*last) < REFUSAL_LOG_INTERVAL => {
+                *skipped += 1;
+                None
+            }
+            Some((last, skipped)) => {
+                *last = now;
+                Some(std::mem::take(skipped))
+            }
+            None => {
+                windows.insert(reason, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
 
 /// What the handlers and the worker share.
 pub(crate) struct App {
@@ -46,6 +78,8 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     /// Per sink: the error of its latest delivery attempt, or `None` when it succeeded.
     pub(crate) sink_health: Mutex<BTreeMap<String, Option<String>>>,
+    /// Rate limit of the WARN lines about refused requests.
+    pub(crate) refusals: RefusalLog,
 }
 
 impl App {
@@ -76,7 +110,14 @@ fn reject(app: &App, status: StatusCode, reason: &'static str, message: &str) ->
         vec![("reason", reason.to_owned())],
         1,
     );
-    warn!(reason, "webhook refused: {message}");
+    match app.refusals.admit(reason, Instant::now()) {
+        Some(0) => warn!(reason, "webhook refused: {message}"),
+        Some(skipped) => warn!(
+            reason,
+            skipped, "webhook refused: {message} ({skipped} more refused for this reason since the last such line)"
+        ),
+        None => debug!(reason, "webhook refused: {message}"),
+    }
     let mut response = reply(status, json!({ "error": message }));
     if status == StatusCode::UNAUTHORIZED
         && let Ok(v) = header::HeaderValue::from_str("Bearer")
@@ -386,4 +427,24 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_reason_and_interval_with_the_count_of_the_others() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.admit("wrong_secret", t0), Some(0));
+        assert_eq!(log.admit("wrong_secret", t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.admit("wrong_secret", t0 + Duration::from_secs(59)), None);
+        // Another reason has its own window.
+        assert_eq!(log.admit("malformed", t0 + Duration::from_secs(2)), Some(0));
+        // The next WARN line carries the two refusals it did not log.
+        assert_eq!(log.admit("wrong_secret", t0 + REFUSAL_LOG_INTERVAL), Some(2));
+        assert_eq!(log.admit("wrong_secret", t0 + REFUSAL_LOG_INTERVAL), None);
+        assert_eq!(log.admit("wrong_secret", t0 + 2 * REFUSAL_LOG_INTERVAL), Some(1));
+    }
 }

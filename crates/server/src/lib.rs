@@ -113,7 +113,7 @@ pub use config::{
     AllowedHost, Allowlist, MIN_SECRET_LEN, UrlRefusal, VENDOR_REPORT_HOST, WebhookSecret, parse_duration,
 };
 pub use error::ServerError;
-pub use http::{BODY_TIMEOUT, MAX_BODY_BYTES, TOKEN_HEADER};
+pub use http::{BODY_TIMEOUT, MAX_BODY_BYTES, REFUSAL_LOG_INTERVAL, TOKEN_HEADER};
 pub use metrics::Metrics;
 pub use worker::MAX_EVENT_ATTEMPTS;
 
@@ -282,6 +282,7 @@ impl Server {
             notify: Notify::new(),
             metrics,
             sink_health: Mutex::new(sink_health),
+            refusals: http::RefusalLog::default(),
         });
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
