@@ -616,6 +616,19 @@ fn the_server_refuses_to_start_without_a_secret_or_with_an_unsafe_setting() {
     assert!(bad_poll.stderr().contains("needs a unit"), "{bad_poll:?}");
     assert_eq!(bad_poll.code(), 2, "{bad_poll:?}");
 
+    let zero_timeout = run(&["--header-read-timeout", "0"], &[("CONNECTLY_WEBHOOK_SECRET", SECRET)]);
+    assert_eq!(zero_timeout.code(), 2, "{zero_timeout:?}");
+    assert!(
+        zero_timeout.stderr().contains("--header-read-timeout"),
+        "{zero_timeout:?}"
+    );
+    let no_connections = run(&["--max-connections", "0"], &[("CONNECTLY_WEBHOOK_SECRET", SECRET)]);
+    assert_eq!(no_connections.code(), 2, "{no_connections:?}");
+    assert!(
+        no_connections.stderr().contains("--max-connections"),
+        "{no_connections:?}"
+    );
+
     std::fs::write(w.path("secret.txt"), format!("{SECRET}\n")).unwrap();
     let both = run(
         &["--webhook-secret-file", "secret.txt"],
@@ -818,6 +831,57 @@ fn a_body_that_never_arrives_times_out() {
             .contains("connectly_webhooks_rejected_total{reason=\"body_timeout\"} 1")
     );
     assert!(events(&w).is_empty());
+}
+
+#[test]
+fn the_connection_limits_come_from_the_flags_and_the_config_file() {
+    use std::io::{Read, Write};
+    let closed_within = |addr: &str, limit: Duration| {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x").unwrap();
+        conn.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = Vec::new();
+        match conn.read_to_end(&mut buf) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    let w = World::new();
+    // Flags: a half-sent request head is cut off after 1 s (the default is 10 s).
+    let s = start(&w, &["--poll-every", "0", "--header-read-timeout", "1s"]);
+    assert!(
+        closed_within(&s.addr, Duration::from_secs(8)),
+        "the connection was kept open"
+    );
+    assert_eq!(s.get("/healthz", None).status, 200);
+    drop(s);
+    // The config file's [serve]: one connection at a time, so a second client is not
+    // served while the first holds the only slot.
+    std::fs::write(
+        w.path("connectly-sync.toml"),
+        "[serve]\nheader_read_timeout = \"30s\"\nmax_connections = 1\n",
+    )
+    .unwrap();
+    let s = start(&w, &["--poll-every", "0"]);
+    let holder = std::net::TcpStream::connect(&s.addr).unwrap();
+    let mut second = std::net::TcpStream::connect(&s.addr).unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    second.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(second.read(&mut buf).is_err(), "served beyond max_connections = 1");
+    drop(holder);
+    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = second.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let (status, log) = s.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("every connection slot is in use"), "{log}");
 }
 
 #[test]

@@ -259,6 +259,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub poll_every: Option<String>,
 
+    /// Close a connection whose request head has not fully arrived this long after it
+    /// opened (or after the previous response on a kept-alive connection), e.g. 10s
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+
+    /// Serve at most this many connections at once; further clients wait in the listen
+    /// backlog until one closes [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub max_connections: Option<u32>,
+
     /// Accept webhooks without any secret. Refused unless --listen is a loopback
     /// address; for local experiments only.
     #[arg(long)]

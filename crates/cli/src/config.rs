@@ -81,6 +81,8 @@ struct ServeConfig {
     #[serde(default)]
     allow_download_hosts: Vec<String>,
     poll_every: Option<String>,
+    header_read_timeout: Option<String>,
+    max_connections: Option<u32>,
     #[serde(default)]
     insecure_no_secret: bool,
 }
@@ -205,6 +207,9 @@ pub(crate) struct ServeSettings {
     pub secret_file: Option<PathBuf>,
     pub allow_download_hosts: Vec<String>,
     pub poll_every: String,
+    /// `None`: the server's default.
+    pub header_read_timeout: Option<String>,
+    pub max_connections: u32,
     pub insecure_no_secret: bool,
 }
 
@@ -512,6 +517,14 @@ impl Resolved {
                 .clone()
                 .or_else(|| file.poll_every.clone())
                 .unwrap_or_else(|| "15m".to_owned()),
+            header_read_timeout: args
+                .header_read_timeout
+                .clone()
+                .or_else(|| file.header_read_timeout.clone()),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(connectly_server::MAX_CONNECTIONS),
             insecure_no_secret: args.insecure_no_secret || file.insecure_no_secret,
         }
     }
@@ -568,6 +581,8 @@ webhook_secret_env = "CONNECTLY_WEBHOOK_SECRET"
 # webhook_secret_file = "/run/secrets/connectly-webhook"
 # allow_download_hosts = ["files.example.net"]
 poll_every = "15m"
+# header_read_timeout = "10s"   # a request head must arrive within this
+# max_connections = 256         # connections served at once
 "#;
 
 #[cfg(test)]

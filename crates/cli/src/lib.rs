@@ -225,6 +225,16 @@ async fn serve(config: Option<&std::path::Path>, args: ServeArgs, registry: &Sin
         Ok(d) => d,
         Err(e) => return usage(format!("--poll-every: {e}")),
     };
+    let header_read_timeout = match settings
+        .header_read_timeout
+        .as_deref()
+        .map(connectly_server::parse_duration)
+    {
+        None => connectly_server::HEADER_READ_TIMEOUT,
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => return usage("--header-read-timeout: must be longer than 0".to_owned()),
+        Some(Err(e)) => return usage(format!("--header-read-timeout: {e}")),
+    };
     let sinks = match build_sinks(&resolved, registry) {
         Ok(s) => s,
         Err(code) => return code,
@@ -250,6 +260,8 @@ async fn serve(config: Option<&std::path::Path>, args: ServeArgs, registry: &Sin
     serve_options.insecure_no_secret = settings.insecure_no_secret;
     serve_options.allowlist = allowlist;
     serve_options.poll_every = (!poll_every.is_zero()).then_some(poll_every);
+    serve_options.header_read_timeout = header_read_timeout;
+    serve_options.max_connections = settings.max_connections;
     // Signal handlers first: a signal right after start-up must not kill the process.
     let shutdown = match shutdown_signal() {
         Ok(s) => s,
